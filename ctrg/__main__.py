@@ -1,0 +1,3 @@
+from ctrg.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""``ctrg bench <name>``: benchmarks that print numbers (and ratios against a same-process baseline).
+
+Each benchmark is a module ``ctrg.bench.<name>`` with ``main(argv) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS: dict[str, str] = {
+    "preprocess": "resampling / whole-volume preprocessing vs MONAI and bare interpolate",
+    "text": "report parser and labeller against the real CT-RATE data in ../shared/data",
+    "stage2-memory": "one stage-2 step with selected patches vs all patches",
+    "speed": "training / extraction / inference throughput and peak memory",
+    "quality": "the ablation and baseline quality table on the phantom benchmark",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ctrg bench", description=__doc__)
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f"ctrg.bench.{args.name.replace('-', '_')}")
+    return int(module.main(args.args) or 0)

@@ -1,0 +1,52 @@
+# Stage 2: report decoder on the frozen queries' selected patch features; generation.
+
+
+rule stage2:
+    input:
+        features="results/{run}/features/index.csv",
+        reports="results/reports/reports.csv",
+        cfg="results/{run}/configs/stage2.json",
+    output:
+        checkpoint="results/{run}/stage2/model.pt",
+        summary="results/{run}/stage2/summary.json",
+    params:
+        out=subpath(output.checkpoint, parent=True),
+    log:
+        "logs/{run}/stage2.log",
+    benchmark:
+        "benchmarks/{run}/stage2.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=1,
+    conda:
+        "../envs/ctrg.yaml"
+    shell:
+        "ctrg stage2 --config {input.cfg} --features {input.features}"
+        " --reports {input.reports} --out {params.out} --resume auto > {log} 2>&1"
+
+
+rule generate:
+    input:
+        checkpoint="results/{run}/stage2/model.pt",
+        features="results/{run}/features/index.csv",
+        reports="results/reports/reports.csv",
+        cfg="results/{run}/configs/generate.json",
+    output:
+        predictions="results/{run}/eval/predictions.csv",
+    log:
+        "logs/{run}/generate.log",
+    benchmark:
+        "benchmarks/{run}/generate.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+    conda:
+        "../envs/ctrg.yaml"
+    shell:
+        "ctrg generate-features {input.features} --model {input.checkpoint}"
+        " --reports {input.reports} --config {input.cfg} --out {output.predictions}"
+        " > {log} 2>&1"
