@@ -19,17 +19,19 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/configs.smk"
 include: "rules/data.smk"
 include: "rules/reports.smk"
 include: "rules/stage1.smk"
 include: "rules/features.smk"
 include: "rules/stage2.smk"
 include: "rules/evaluate.smk"
+include: "rules/bench.smk"
 
 
 rule all:
+    default_target: True
     input:
         metrics=f"results/{RUN}/eval/metrics.json",
         predictions=f"results/{RUN}/eval/predictions.csv",
         labels="results/reports/labels.csv",
-    default_target: True

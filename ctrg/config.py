@@ -35,7 +35,7 @@ SECTIONS: tuple[str, ...] = (
 )
 """Config sections, each validated against ``ctrg/schema/<section>.schema.yaml``."""
 
-SHARED_SECTIONS: tuple[str, ...] = ("data", "synth", "preprocess", "text")
+SHARED_SECTIONS: tuple[str, ...] = ("data", "synth", "preprocess", "text", "text_encoder")
 """Sections shared by all runs: their files carry only ``seed``, so renaming a run or moving
 it to another device never reruns data preparation."""
 

@@ -1,18 +1,18 @@
 # Config validation and input helpers. All logic lives in the ctrg package.
 import ctrg.config
+from ctrg.bench.rows import config_for_run, load_rows, run_name
 
 config.update(ctrg.config.resolve(config))
 RUN = config["run"]
-SHARED_SECTIONS = ["synth", "preprocess", "text", "data"]
-RUN_SECTIONS = ["text_encoder", "stage1", "features", "stage2", "generate", "evaluate"]
 VOLUME_SHARDS = [f"{i:03d}" for i in range(config["preprocess"]["shards"])]
 FEATURE_SHARDS = [f"{i:03d}" for i in range(config["features"]["shards"])]
+BENCH = load_rows()
+BENCH_BASELINES = list(BENCH["baselines"])
 
 
 wildcard_constraints:
     shard=r"\d{3}",
     run=r"[A-Za-z0-9_.-]+",
-    section="|".join(ctrg.config.SECTIONS),
 
 
 localrules:
@@ -22,7 +22,12 @@ localrules:
 
 def section_config(wildcards):
     """The resolved section content; a change reruns the config rule and its descendants."""
-    return ctrg.config.section_payload(config, wildcards.section)
+    return ctrg.config.section_payload(run_settings(wildcards), wildcards.section)
+
+
+def run_settings(wildcards):
+    """The workflow config of a run: the config itself, or a benchmark row's overrides."""
+    return config_for_run(config, wildcards.get("run", RUN))
 
 
 def source_manifest(wildcards):
@@ -48,6 +53,19 @@ def ground_truth_flags(wildcards, input):
     return " ".join(f"--ground-truth {path}" for path in input.ground_truth)
 
 
+def bench_row_metrics(wildcards):
+    """metrics.json of every benchmark row x seed (each a separate run)."""
+    return [
+        f"results/{run_name(row, seed)}/eval/metrics.json"
+        for row in BENCH["rows"]
+        for seed in BENCH["seeds"]
+    ]
+
+
+def bench_baseline_metrics(wildcards):
+    return [f"results/baseline_{name}/eval/metrics.json" for name in BENCH_BASELINES]
+
+
 def volume_shard_dirs(wildcards):
     return expand("results/volumes/shard-{shard}", shard=VOLUME_SHARDS)
 
@@ -56,25 +74,3 @@ def feature_shard_dirs(wildcards):
     return expand(
         "results/{run}/features/shard-{shard}", run=wildcards.run, shard=FEATURE_SHARDS
     )
-
-
-rule shared_config:
-    output:
-        "results/configs/{section}.json",
-    params:
-        content=section_config,
-    log:
-        "logs/config/{section}.log",
-    run:
-        ctrg.config.write_section(config, wildcards.section, output[0])
-
-
-rule run_config:
-    output:
-        "results/{run}/configs/{section}.json",
-    params:
-        content=section_config,
-    log:
-        "logs/{run}/config/{section}.log",
-    run:
-        ctrg.config.write_section(config, wildcards.section, output[0])

@@ -7,18 +7,18 @@ rule synth:
     output:
         manifest="results/phantom/manifest.csv",
         labels="results/phantom/labels.csv",
-    params:
-        out=subpath(output.manifest, parent=True),
     log:
         "logs/synth/synth.log",
     benchmark:
         "benchmarks/synth/synth.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/ctrg.yaml"
+    params:
+        out=subpath(output.manifest, parent=True),
     shell:
         "ctrg synth --config {input.cfg} --out {params.out} --threads {threads} > {log} 2>&1"
 
@@ -32,11 +32,11 @@ rule source_manifest:
         "logs/source_manifest/source_manifest.log",
     benchmark:
         "benchmarks/source_manifest/source_manifest.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/ctrg.yaml"
     shell:
         "ctrg make-manifest --config {input.cfg} --out {output.manifest} > {log} 2>&1"
 
@@ -47,18 +47,18 @@ rule ingest:
         cfg="results/configs/preprocess.json",
     output:
         shard=directory("results/volumes/shard-{shard}"),
-    params:
-        num_shards=len(VOLUME_SHARDS),
     log:
         "logs/ingest/{shard}.log",
     benchmark:
         "benchmarks/ingest/{shard}.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/ctrg.yaml"
+    params:
+        num_shards=len(VOLUME_SHARDS),
     shell:
         "ctrg ingest {input.manifest} --config {input.cfg} --shard {wildcards.shard}"
         " --num-shards {params.num_shards} --threads {threads} --out {output.shard}"
@@ -71,16 +71,16 @@ rule gather_volumes:
     output:
         manifest="results/volumes/manifest.csv",
         rejected="results/volumes/rejected.csv",
-    params:
-        out=subpath(output.manifest, parent=True),
     log:
         "logs/gather_volumes/gather_volumes.log",
     benchmark:
         "benchmarks/gather_volumes/gather_volumes.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/ctrg.yaml"
+    params:
+        out=subpath(output.manifest, parent=True),
     shell:
         "ctrg gather-volumes {input.shards} --out {params.out} > {log} 2>&1"

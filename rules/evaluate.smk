@@ -14,19 +14,19 @@ rule evaluate:
         ),
         table="results/{run}/eval/metrics.md",
         per_case="results/{run}/eval/per_case.csv",
-    params:
-        out=subpath(output.metrics, parent=True),
-        gt_flags=ground_truth_flags,
     log:
         "logs/{run}/evaluate.log",
     benchmark:
         "benchmarks/{run}/evaluate.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/ctrg.yaml"
+    params:
+        out=subpath(output.metrics, parent=True),
+        gt_flags=ground_truth_flags,
     shell:
         "ctrg evaluate {input.predictions} --config {input.cfg} {params.gt_flags}"
         " --out {params.out} > {log} 2>&1"

@@ -11,11 +11,11 @@ rule freeze:
         "logs/{run}/freeze.log",
     benchmark:
         "benchmarks/{run}/freeze.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/ctrg.yaml"
     shell:
         "ctrg freeze {input.checkpoint} --out {output.frozen} > {log} 2>&1"
 
@@ -28,19 +28,19 @@ rule extract_features:
         cfg="results/{run}/configs/features.json",
     output:
         shard=directory("results/{run}/features/shard-{shard}"),
-    params:
-        num_shards=len(FEATURE_SHARDS),
     log:
         "logs/{run}/extract_features/{shard}.log",
     benchmark:
         "benchmarks/{run}/extract_features/{shard}.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=1,
-    conda:
-        "../envs/ctrg.yaml"
+    params:
+        num_shards=len(FEATURE_SHARDS),
     shell:
         "ctrg extract {input.volumes} --frozen {input.frozen} --config {input.cfg}"
         " --shard {wildcards.shard} --num-shards {params.num_shards} --out {output.shard}"
@@ -56,10 +56,10 @@ rule gather_features:
         "logs/{run}/gather_features.log",
     benchmark:
         "benchmarks/{run}/gather_features.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/ctrg.yaml"
     shell:
         "ctrg gather-features {input.shards} --out {output.index} > {log} 2>&1"

@@ -14,11 +14,11 @@ rule parse_reports:
         "logs/parse_reports/parse_reports.log",
     benchmark:
         "benchmarks/parse_reports/parse_reports.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/ctrg.yaml"
     shell:
         "ctrg parse-reports {input.manifest} --id-column case_id --text-column report"
         " --config {input.cfg} --out {output.sentences} --texts-out {output.texts}"
@@ -34,11 +34,11 @@ rule label_reports:
         "logs/label_reports/label_reports.log",
     benchmark:
         "benchmarks/label_reports/label_reports.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/ctrg.yaml"
     shell:
         "ctrg label-reports {input.manifest} --id-column case_id --text-column report"
         " --out {output.labels} > {log} 2>&1"

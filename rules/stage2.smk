@@ -9,19 +9,19 @@ rule stage2:
     output:
         checkpoint="results/{run}/stage2/model.pt",
         summary="results/{run}/stage2/summary.json",
-    params:
-        out=subpath(output.checkpoint, parent=True),
     log:
         "logs/{run}/stage2.log",
     benchmark:
         "benchmarks/{run}/stage2.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=720,
         gpu=1,
-    conda:
-        "../envs/ctrg.yaml"
+    params:
+        out=subpath(output.checkpoint, parent=True),
     shell:
         "ctrg stage2 --config {input.cfg} --features {input.features}"
         " --reports {input.reports} --out {params.out} --resume auto > {log} 2>&1"
@@ -39,13 +39,13 @@ rule generate:
         "logs/{run}/generate.log",
     benchmark:
         "benchmarks/{run}/generate.tsv"
+    conda:
+        "../envs/ctrg.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=1,
-    conda:
-        "../envs/ctrg.yaml"
     shell:
         "ctrg generate-features {input.features} --model {input.checkpoint}"
         " --reports {input.reports} --config {input.cfg} --out {output.predictions}"

@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "stage2-memory": "one stage-2 step with selected patches vs all patches",
     "speed": "training / extraction / inference throughput and peak memory",
     "quality": "the ablation and baseline quality table on the phantom benchmark",
+    "baseline": "predictions of the method-free baselines (most frequent report, NN retrieval)",
 }
 
 

@@ -1,0 +1,277 @@
+"""The default report decoder: a transformer decoder with cross-attention over visual tokens.
+
+Trained from scratch (pre-norm layers, learned positions, tied input/output embeddings).
+Both decoder kinds (this one and ``ctrg.models.llm.LLMReportDecoder``) share one interface
+used by training and by ``ctrg.models.generation``:
+
+- ``encode_visual(visual) -> state``: per-case conditioning, batch first;
+- ``token_logits(state, input_ids) -> (B, L, V)``: teacher-forced logits;
+- ``init_cache(state)`` / ``step(state, cache, input_ids) -> (logits (B, V), cache)`` /
+  ``reorder_cache(cache, index)``: incremental decoding with a key/value cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctrg.features.select import VisualTokens
+
+
+@dataclass
+class DecoderConfig:
+    """Sizes of the default decoder (the ``stage2.decoder`` config section)."""
+
+    vocab_size: int  # tokenizer ids, special tokens included
+    visual_dim: int  # C, the width of the cached visual tokens
+    num_structures: int = 10  # S; structure embeddings get one extra "none" slot
+    d_model: int = 256  # decoder width
+    num_layers: int = 6  # decoder layers
+    num_heads: int = 4  # attention heads (d_model % num_heads == 0)
+    ff_dim: int = 1024  # feed-forward width
+    dropout: float = 0.1  # dropout in attention, feed-forward and embeddings
+    max_length: int = 256  # most token positions (BOS and EOS included)
+    pad_id: int = 0  # padding id (never attended to as a target)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (stored in checkpoints)."""
+        return asdict(self)
+
+
+def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, L, D) -> (B, heads, L, D / heads)."""
+    batch, length, width = x.shape
+    return x.view(batch, length, heads, width // heads).transpose(1, 2)
+
+
+def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """(B, heads, L, Dh) -> (B, L, heads * Dh)."""
+    batch, heads, length, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm layer: causal self-attention, cross-attention to memory, feed-forward."""
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        if cfg.d_model % cfg.num_heads:
+            raise ValueError(f"d_model {cfg.d_model} not divisible by num_heads {cfg.num_heads}")
+        self.heads = cfg.num_heads
+        self.dropout = cfg.dropout
+        self.norm_self = nn.LayerNorm(cfg.d_model)
+        self.self_qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.self_out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.norm_cross = nn.LayerNorm(cfg.d_model)
+        self.cross_q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.cross_kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.cross_out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.norm_ff = nn.LayerNorm(cfg.d_model)
+        self.ff = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.ff_dim),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.ff_dim, cfg.d_model),
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys and values, each (B, heads, T, Dh), from memory (B, T, D)."""
+        key, value = self.cross_kv(memory).chunk(2, dim=-1)
+        return _split_heads(key, self.heads), _split_heads(value, self.heads)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        memory_kv: tuple[torch.Tensor, torch.Tensor],
+        past: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Run the layer on new positions.
+
+        Args:
+            hidden: (B, L_new, D) the new positions.
+            memory_kv: cross-attention keys/values from :meth:`memory_kv`.
+            past: self-attention keys/values (B, heads, L_past, Dh) of earlier positions.
+
+        Returns:
+            hidden (B, L_new, D) and the self-attention keys/values of all positions.
+        """
+        drop = self.dropout if self.training else 0.0
+        query, key, value = self.self_qkv(self.norm_self(hidden)).chunk(3, dim=-1)
+        query, key, value = (_split_heads(t, self.heads) for t in (query, key, value))
+        if past is not None:
+            key = torch.cat([past[0], key], dim=2)
+            value = torch.cat([past[1], value], dim=2)
+        new_len, total_len = query.shape[2], key.shape[2]
+        if new_len == 1:
+            attended = F.scaled_dot_product_attention(query, key, value, dropout_p=drop)
+        elif new_len == total_len:
+            attended = F.scaled_dot_product_attention(
+                query, key, value, dropout_p=drop, is_causal=True
+            )
+        else:  # several new positions after a cache: explicit causal mask with an offset
+            offset = total_len - new_len
+            mask = torch.ones(new_len, total_len, dtype=torch.bool, device=hidden.device)
+            mask = torch.tril(mask, diagonal=offset)
+            attended = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, dropout_p=drop
+            )
+        hidden = hidden + self.drop(self.self_out(_merge_heads(attended)))
+        cross_query = _split_heads(self.cross_q(self.norm_cross(hidden)), self.heads)
+        crossed = F.scaled_dot_product_attention(cross_query, *memory_kv, dropout_p=drop)
+        hidden = hidden + self.drop(self.cross_out(_merge_heads(crossed)))
+        hidden = hidden + self.drop(self.ff(self.norm_ff(hidden)))
+        return hidden, (key, value)
+
+
+class ReportDecoder(nn.Module):
+    """Transformer decoder over visual tokens, trained from scratch.
+
+    Args:
+        cfg: sizes (see :class:`DecoderConfig`).
+    """
+
+    def __init__(self, cfg: DecoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.visual_norm = nn.LayerNorm(cfg.visual_dim)
+        self.visual_proj = nn.Linear(cfg.visual_dim, cfg.d_model)
+        self.kind_embedding = nn.Embedding(3, cfg.d_model)
+        self.structure_embedding = nn.Embedding(cfg.num_structures + 1, cfg.d_model)
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        self.position_embedding = nn.Embedding(cfg.max_length, cfg.d_model)
+        self.embed_drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.final_norm = nn.LayerNorm(cfg.d_model)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def encode_visual(self, visual: VisualTokens) -> torch.Tensor:
+        """Project visual tokens to the decoder width.
+
+        Args:
+            visual: tokens (B, T, C), kind (T,), structure (T,).
+
+        Returns:
+            memory (B, T, D).
+        """
+        if visual.tokens.shape[-1] != self.cfg.visual_dim:
+            raise ValueError(
+                f"visual tokens have width {visual.tokens.shape[-1]}, decoder expects "
+                f"{self.cfg.visual_dim}"
+            )
+        memory = self.visual_proj(self.visual_norm(visual.tokens))
+        slot = self.kind_embedding(visual.kind) + self.structure_embedding(visual.structure)
+        return self.embed_drop(memory + slot.unsqueeze(0))
+
+    def _embed(self, input_ids: torch.Tensor, start: int) -> torch.Tensor:
+        """Token + position embeddings of ids (B, L) placed at positions start..start+L-1."""
+        end = start + input_ids.shape[1]
+        if end > self.cfg.max_length:
+            raise ValueError(f"sequence of {end} tokens exceeds max_length {self.cfg.max_length}")
+        positions = torch.arange(start, end, device=input_ids.device)
+        return self.embed_drop(self.token_embedding(input_ids) + self.position_embedding(positions))
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.final_norm(hidden), self.token_embedding.weight)
+
+    def token_logits(self, state: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced next-token logits.
+
+        Args:
+            state: memory (B, T, D) from :meth:`encode_visual`.
+            input_ids: (B, L) ids starting with BOS (right-padded).
+
+        Returns:
+            (B, L, V) logits; position i predicts id i + 1.
+        """
+        hidden = self._embed(input_ids, 0)
+        for layer in self.layers:
+            hidden, _ = layer(hidden, layer.memory_kv(state))
+        return self._logits(hidden)
+
+    def init_cache(self, state: torch.Tensor) -> dict[str, Any]:
+        """Empty decoding cache holding each layer's cross-attention keys/values."""
+        return {"memory": [layer.memory_kv(state) for layer in self.layers], "past": None}
+
+    def step(
+        self, state: torch.Tensor, cache: dict[str, Any], input_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Logits of the next token given all ids so far; only uncached positions are run.
+
+        Args:
+            state: memory (B, T, D) (unused beyond the cache, kept for the interface).
+            cache: from :meth:`init_cache` or a previous step.
+            input_ids: (B, L) all ids so far.
+
+        Returns:
+            logits (B, V) for position L, and the updated cache.
+        """
+        past = cache["past"]
+        start = 0 if past is None else past[0][0].shape[2]
+        hidden = self._embed(input_ids[:, start:], start)
+        new_past = []
+        for index, layer in enumerate(self.layers):
+            hidden, kv = layer(hidden, cache["memory"][index], None if past is None else past[index])
+            new_past.append(kv)
+        return self._logits(hidden[:, -1]), {"memory": cache["memory"], "past": new_past}
+
+    @staticmethod
+    def reorder_cache(cache: dict[str, Any], index: torch.Tensor) -> dict[str, Any]:
+        """Select batch rows ``index`` (B',) of every cached tensor (beam search)."""
+
+        def pick(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            return pair[0].index_select(0, index), pair[1].index_select(0, index)
+
+        past = cache["past"]
+        return {
+            "memory": [pick(kv) for kv in cache["memory"]],
+            "past": None if past is None else [pick(kv) for kv in past],
+        }
+
+    @property
+    def max_positions(self) -> int:
+        """Most token positions (BOS included) the decoder can embed."""
+        return self.cfg.max_length
+
+
+def teacher_forced_loss(
+    model: nn.Module,
+    visual: VisualTokens,
+    token_ids: torch.Tensor,
+    pad_id: int,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Mean cross-entropy of predicting ``token_ids[:, 1:]`` from ``token_ids[:, :-1]``.
+
+    Args:
+        model: a decoder with ``encode_visual`` and ``token_logits``.
+        visual: the batch's visual tokens.
+        token_ids: (B, L) ``[BOS] ... [EOS]`` right-padded with ``pad_id``.
+        pad_id: padding id; those targets are ignored.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+
+    Returns:
+        Scalar loss.
+    """
+    state = model.encode_visual(visual)
+    logits = model.token_logits(state, token_ids[:, :-1])  # (B, L-1, V)
+    targets = token_ids[:, 1:]
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(),
+        targets.reshape(-1),
+        ignore_index=pad_id,
+        label_smoothing=label_smoothing,
+    )

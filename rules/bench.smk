@@ -1,0 +1,49 @@
+# Quality benchmark (issue 10): every row x seed is its own run (results/bench_<row>_s<seed>/),
+# so rows run as separate jobs (in parallel on a cluster); baselines ignore the method.
+# Target: snakemake --cores 2 bench_quality
+
+
+ruleorder: bench_baseline > generate
+
+
+rule bench_baseline:
+    input:
+        volumes="results/volumes/manifest.csv",
+        reports="results/reports/reports.csv",
+    output:
+        predictions="results/baseline_{baseline}/eval/predictions.csv",
+    log:
+        "logs/bench/baseline_{baseline}.log",
+    benchmark:
+        "benchmarks/bench/baseline_{baseline}.tsv"
+    wildcard_constraints:
+        baseline="|".join(BENCH_BASELINES),
+    conda:
+        "../envs/ctrg.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "ctrg bench baseline {wildcards.baseline} --volumes {input.volumes}"
+        " --reports {input.reports} --out {output.predictions} > {log} 2>&1"
+
+
+rule bench_quality:
+    input:
+        rows=bench_row_metrics,
+        baselines=bench_baseline_metrics,
+    output:
+        table="results/bench/quality.md",
+        json="results/bench/quality.json",
+    log:
+        "logs/bench/quality.log",
+    benchmark:
+        "benchmarks/bench/quality.tsv"
+    conda:
+        "../envs/ctrg.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    shell:
+        "ctrg bench quality {input.rows} {input.baselines} --out-md {output.table}"
+        " --out-json {output.json} > {log} 2>&1"
