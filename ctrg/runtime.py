@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -148,10 +149,9 @@ def versions() -> dict[str, str]:
 
     found = {"python": platform.python_version(), "ctrg": __version__}
     for name in ("torch", "numpy", "transformers", "spacy", "snakemake", "nibabel", "pydicom"):
-        try:
-            module = __import__(name)
-            found[name] = str(getattr(module, "__version__", "unknown"))
-        except ImportError:
+        try:  # metadata, not import: importing torch/transformers/spacy costs seconds
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
             continue
     return found
 

@@ -9,11 +9,21 @@ rule evaluate:
     output:
         metrics=report(
             "results/{run}/eval/metrics.json",
-            caption="../report/metrics.rst",
+            caption="captions/metrics.rst",
             category="Evaluation",
         ),
         table="results/{run}/eval/metrics.md",
         per_case="results/{run}/eval/per_case.csv",
+        f1_plot=report(
+            "results/{run}/eval/plots/per_label_f1.png",
+            caption="captions/per_label_f1.rst",
+            category="Evaluation",
+        ),
+        length_plot=report(
+            "results/{run}/eval/plots/length_histogram.png",
+            caption="captions/length_histogram.rst",
+            category="Evaluation",
+        ),
     log:
         "logs/{run}/evaluate.log",
     benchmark:

@@ -46,6 +46,7 @@ rule stage1:
     params:
         out=subpath(output.checkpoint, parent=True),
     shell:
-        "ctrg stage1 --config {input.cfg} --volumes {input.volumes}"
+        "python -m ctrg.launch --nproc {resources.gpu} --"
+        " stage1 --config {input.cfg} --volumes {input.volumes}"
         " --texts {input.texts} --text-cache {input.cache} --out {params.out}"
         " --resume auto > {log} 2>&1"

@@ -23,7 +23,8 @@ rule stage2:
     params:
         out=subpath(output.checkpoint, parent=True),
     shell:
-        "ctrg stage2 --config {input.cfg} --features {input.features}"
+        "python -m ctrg.launch --nproc {resources.gpu} --"
+        " stage2 --config {input.cfg} --features {input.features}"
         " --reports {input.reports} --out {params.out} --resume auto > {log} 2>&1"
 
 

@@ -60,7 +60,9 @@ def predict(kind: str, volumes_csv: Path, reports_csv: Path, split: str) -> pd.D
     train = cases[cases["split"] == "train"].reset_index(drop=True)
     test = cases[cases["split"] == split].reset_index(drop=True)
     if train.empty or test.empty:
-        raise ValueError(f"{volumes_csv}: need train and {split} cases, got {len(train)}/{len(test)}")
+        raise ValueError(
+            f"{volumes_csv}: need train and {split} cases, got {len(train)}/{len(test)}"
+        )
     train_reports = [str(reports.at[c, "report"]) for c in train["case_id"]]
     if kind == "most_frequent":
         predictions = [most_frequent_report(train_reports)] * len(test)
@@ -92,5 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     frame = predict(args.kind, args.volumes, args.reports, args.split)
     atomic_write_csv(args.out, frame)
     distinct = frame["prediction"].nunique()
-    log.info("%s: %d %s predictions (%d distinct) -> %s", args.kind, len(frame), args.split, distinct, args.out)
+    log.info(
+        "%s: %d %s predictions (%d distinct) -> %s",
+        args.kind,
+        len(frame),
+        args.split,
+        distinct,
+        args.out,
+    )
     return 0

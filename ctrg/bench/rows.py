@@ -46,7 +46,9 @@ def config_for_run(config: dict[str, Any], run: str) -> dict[str, Any]:
         return {**config, "run": run}
     rows = load_rows()["rows"]
     if match["row"] not in rows:
-        raise ValueError(f"benchmark run {run!r}: unknown row {match['row']!r}; known: {sorted(rows)}")
+        raise ValueError(
+            f"benchmark run {run!r}: unknown row {match['row']!r}; known: {sorted(rows)}"
+        )
     merged = deep_merge(config, rows[match["row"]]["overrides"])
     merged["run"] = run
     merged["seed"] = int(match["seed"])

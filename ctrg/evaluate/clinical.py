@@ -23,6 +23,8 @@ from ctrg.anatomy import CTRATE_LABELS
 
 log = logging.getLogger(__name__)
 
+_AVERAGES = ("micro", "macro", "weighted")
+
 
 def labels_to_matrix(
     label_dicts: Sequence[dict[str, int]], labels: Sequence[str] = CTRATE_LABELS
@@ -114,8 +116,6 @@ def clinical_report(
     }
     return {"n_cases": int(truth.shape[0]), **averages, "per_label": per_label}
 
-
-_AVERAGES = ("micro", "macro", "weighted")
 
 
 def run_labeller(texts: Sequence[str]) -> list[dict[str, int]]:

@@ -13,6 +13,7 @@ used by training and by ``ctrg.models.generation``:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -202,6 +203,20 @@ class ReportDecoder(nn.Module):
             hidden, _ = layer(hidden, layer.memory_kv(state))
         return self._logits(hidden)
 
+    def forward(
+        self,
+        visual_tokens: torch.Tensor,
+        kind: torch.Tensor,
+        structure: torch.Tensor,
+        input_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """Teacher-forced logits (B, L, V) from visual tokens (B, T, C) and ids (B, L).
+
+        Plain tensor arguments so that a DDP wrapper can call it.
+        """
+        state = self.encode_visual(VisualTokens(visual_tokens, kind, structure))
+        return self.token_logits(state, input_ids)
+
     def init_cache(self, state: torch.Tensor) -> dict[str, Any]:
         """Empty decoding cache holding each layer's cross-attention keys/values."""
         return {"memory": [layer.memory_kv(state) for layer in self.layers], "past": None}
@@ -224,7 +239,9 @@ class ReportDecoder(nn.Module):
         hidden = self._embed(input_ids[:, start:], start)
         new_past = []
         for index, layer in enumerate(self.layers):
-            hidden, kv = layer(hidden, cache["memory"][index], None if past is None else past[index])
+            hidden, kv = layer(
+                hidden, cache["memory"][index], None if past is None else past[index]
+            )
             new_past.append(kv)
         return self._logits(hidden[:, -1]), {"memory": cache["memory"], "past": new_past}
 
@@ -257,7 +274,7 @@ def teacher_forced_loss(
     """Mean cross-entropy of predicting ``token_ids[:, 1:]`` from ``token_ids[:, :-1]``.
 
     Args:
-        model: a decoder with ``encode_visual`` and ``token_logits``.
+        model: a decoder (either kind, possibly DDP-wrapped) whose ``forward`` gives logits.
         visual: the batch's visual tokens.
         token_ids: (B, L) ``[BOS] ... [EOS]`` right-padded with ``pad_id``.
         pad_id: padding id; those targets are ignored.
@@ -266,8 +283,7 @@ def teacher_forced_loss(
     Returns:
         Scalar loss.
     """
-    state = model.encode_visual(visual)
-    logits = model.token_logits(state, token_ids[:, :-1])  # (B, L-1, V)
+    logits = model(visual.tokens, visual.kind, visual.structure, token_ids[:, :-1])  # (B,L-1,V)
     targets = token_ids[:, 1:]
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
@@ -275,3 +291,33 @@ def teacher_forced_loss(
         ignore_index=pad_id,
         label_smoothing=label_smoothing,
     )
+
+
+def load_stage2(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Any,
+                                                                             dict[str, Any]]:
+    """Load ``model.pt`` written by ``ctrg stage2``: (decoder in eval mode, tokenizer, meta).
+
+    ``meta`` holds the rest of the checkpoint (``frozen_hash``, ``visual_tokens``, ``step``,
+    ``metrics``, ``config``...).
+
+    Raises:
+        ValueError: naming the file when it is not a stage-2 checkpoint.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "model" not in state or "kind" not in state:
+        raise ValueError(f"{path}: not a stage-2 checkpoint (needs 'model' and 'kind' keys)")
+    if state["kind"] == "transformer":
+        from ctrg.models.tokenizer import ReportTokenizer
+
+        tokenizer = ReportTokenizer.from_json(state["tokenizer"])
+        model: nn.Module = ReportDecoder(DecoderConfig(**state["decoder_config"]))
+    elif state["kind"] == "llm":
+        from ctrg.models.llm import LLMConfig, build_from_path
+
+        model, tokenizer = build_from_path(LLMConfig(**state["llm_config"]),
+                                           state.get("llm_dtype", "float32"))
+    else:
+        raise ValueError(f"{path}: unknown decoder kind {state['kind']!r}")
+    model.load_state_dict(state["model"])
+    meta = {k: v for k, v in state.items() if k != "model"}
+    return model.to(device).eval(), tokenizer, meta

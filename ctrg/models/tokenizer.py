@@ -129,6 +129,10 @@ def train_tokenizer(
     else:
         raise ValueError(f"tokenizer kind must be one of {TOKENIZER_KINDS}, got {kind!r}")
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    log.info("trained a %s tokenizer: %d ids from %d reports", kind, tokenizer.get_vocab_size(),
-             len(texts))
+    log.info(
+        "trained a %s tokenizer: %d ids from %d reports",
+        kind,
+        tokenizer.get_vocab_size(),
+        len(texts),
+    )
     return ReportTokenizer(tokenizer)

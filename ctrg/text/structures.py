@@ -83,7 +83,10 @@ def load_lexicon_data(structure_set: str) -> tuple[str, dict[str, Any]]:
     resource = resources.files("ctrg.text").joinpath(name)
     if not resource.is_file():
         raise ValueError(f"no lexicon file {name} in ctrg/text for structure set {structure_set!r}")
-    return name, yaml.safe_load(resource.read_text())
+    try:
+        return name, yaml.safe_load(resource.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"ctrg/text/{name}: invalid YAML: {err}") from None
 
 
 @cache

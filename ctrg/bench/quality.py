@@ -1,0 +1,112 @@
+"""``ctrg bench quality METRICS.json...``: the ablation/baseline table (Markdown + JSON).
+
+Each input is ``results/<run>/eval/metrics.json`` of a benchmark row (``bench_<row>_s<seed>``)
+or a baseline (``baseline_<name>``). Per row: mean +/- sd over seeds, and the bootstrap 95% CI
+of the first seed's run as ``metrics.json`` reports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ctrg.bench.rows import load_rows
+from ctrg.runtime import atomic_write_json, atomic_write_text, provenance, setup_logging
+
+log = logging.getLogger(__name__)
+
+COLUMNS: dict[str, str] = {
+    "bleu_1": "BLEU-1",
+    "bleu_4": "BLEU-4",
+    "meteor": "METEOR",
+    "rouge_l": "ROUGE-L",
+    "cider": "CIDEr",
+    "ce_gt_micro_f1": "CE micro-F1 (GT)",
+    "ce_gt_macro_f1": "CE macro-F1 (GT)",
+}
+"""metrics.json key -> column title. Clinical efficacy is scored against ground-truth labels."""
+
+_ROW = re.compile(r"^bench_(?P<row>[a-z_]+?)_s(?P<seed>\d+)$")
+
+
+def row_of(metrics_path: Path) -> tuple[str, int]:
+    """(row name, seed) of ``results/<run>/eval/metrics.json``; baselines get seed 0."""
+    run = metrics_path.parent.parent.name
+    if match := _ROW.match(run):
+        return match["row"], int(match["seed"])
+    if run.startswith("baseline_"):
+        return run, 0
+    raise ValueError(
+        f"{metrics_path}: run {run!r} is neither bench_<row>_s<seed> nor baseline_<name>"
+    )
+
+
+def summarise(paths: list[Path]) -> dict[str, Any]:
+    """Collect per-row values, mean, sd and the first seed's CI for every column."""
+    rows: dict[str, dict[str, Any]] = {}
+    for path in sorted(paths):
+        name, seed = row_of(path)
+        metrics = json.loads(path.read_text())
+        row = rows.setdefault(name, {"seeds": [], "values": {k: [] for k in COLUMNS}, "ci": {}})
+        row["seeds"].append(seed)
+        for key in COLUMNS:
+            if key not in metrics:
+                raise KeyError(f"{path}: no {key!r} (keys: {sorted(metrics)})")
+            row["values"][key].append(float(metrics[key]))
+            ci = metrics.get("ci", {}).get(key)
+            if ci is not None and key not in row["ci"]:
+                row["ci"][key] = ci
+    for row in rows.values():
+        row["mean"] = {k: statistics.fmean(v) for k, v in row["values"].items()}
+        row["sd"] = {
+            k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in row["values"].items()
+        }
+    return rows
+
+
+def markdown(rows: dict[str, Any]) -> str:
+    """The table: one line per row, ``mean ± sd`` (n seeds) and the CI of the first seed."""
+    definitions = load_rows()
+    descriptions = {
+        **definitions["rows"],
+        **{f"baseline_{k}": v for k, v in definitions["baselines"].items()},
+    }
+    header = "| row | seeds | " + " | ".join(COLUMNS.values()) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    for name, row in rows.items():
+        cells = []
+        for key in COLUMNS:
+            text = f"{row['mean'][key]:.3f}"
+            if len(row["seeds"]) > 1:
+                text += f" ± {row['sd'][key]:.3f}"
+            if key in row["ci"]:
+                low, high = row["ci"][key]
+                text += f" [{low:.3f}, {high:.3f}]"
+            cells.append(text)
+        lines.append(f"| {name} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "Rows: " + "; ".join(f"`{k}`: {v['description']}" for k, v in descriptions.items()) + "."
+    )
+    lines.append("Cells: mean ± sd over seeds [bootstrap 95% CI of the first seed's test set].")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ctrg bench quality", description=__doc__)
+    parser.add_argument("metrics", nargs="+", type=Path)
+    parser.add_argument("--out-md", type=Path, required=True)
+    parser.add_argument("--out-json", type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+    rows = summarise(args.metrics)
+    table = markdown(rows)
+    atomic_write_text(args.out_md, table)
+    atomic_write_json(args.out_json, {"rows": rows, "provenance": provenance()})
+    print(table)
+    return 0

@@ -1,0 +1,142 @@
+"""StructureObserver: 3D ViT + structure queries + projections into the shared space.
+
+Used by stage 1 (training), feature extraction and inference::
+
+    observer = load_stage1("results/default/stage1/model.pt", device)
+    out = observer.encode_volume(volume)       # volume (B, 1, D, H, W) in [-1, 1]
+    out.observation_tokens   # (B, S, C)  C = query_dim, after the co-attention blocks
+    out.patch_tokens         # (B, N, C)  patch tokens after the co-attention blocks
+    out.attention            # (B, heads, S, N) last block's query-to-patch attention
+    out.observation_embeddings  # (B, S, E) L2-normalised (linear C->E, no bias)
+
+With ``queries = "global"`` (ablation) S = 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctrg.anatomy import CHEST_STRUCTURES
+from ctrg.models.queries import StructureQueries
+from ctrg.models.vision import VisionEncoder
+
+
+@dataclass
+class ObserverConfig:
+    """Model sizes (stage1.model section). Defaults: the CPU-sized model."""
+
+    volume_shape: tuple[int, int, int] = (48, 96, 96)  # (D, H, W)
+    patch_shape: tuple[int, int, int] = (8, 16, 16)  # -> 6 x 6 x 6 = 216 tokens
+    channels: int = 1
+    vision_dim: int = 128  # CT-ViT width (paper 512)
+    vision_heads: int = 4
+    vision_dim_head: int = 32
+    spatial_depth: int = 2  # paper 4
+    temporal_depth: int = 2  # paper 4
+    ff_mult: float = 4.0
+    peg_causal: bool = True
+    query_dim: int = 128  # width of queries and co-attention (paper 768)
+    query_heads: int = 4
+    coattention_layers: int = 2
+    queries: str = "structure"  # structure (S queries) | global (one query)
+    num_structures: int = len(CHEST_STRUCTURES)
+    embed_dim: int = 256  # shared image-text space (paper 512)
+    text_dim: int = 384  # frozen text encoder width (MiniLM 384)
+
+    @property
+    def num_queries(self) -> int:
+        return 1 if self.queries == "global" else self.num_structures
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ObserverConfig:
+        """Build from a dict (unknown keys ignored; lists become tuples)."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known
+        }
+        config = cls(**kwargs)
+        if config.queries not in ("structure", "global"):
+            raise ValueError(f"queries must be structure or global, got {config.queries!r}")
+        return config
+
+
+@dataclass
+class VisualOutput:
+    """Outputs of :meth:`StructureObserver.encode_volume` (shapes in the module doc)."""
+
+    observation_tokens: torch.Tensor
+    patch_tokens: torch.Tensor
+    attention: torch.Tensor
+    observation_embeddings: torch.Tensor
+
+
+class StructureObserver(nn.Module):
+    """The stage-1 model (see module doc)."""
+
+    def __init__(self, config: ObserverConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vision = VisionEncoder(
+            config.volume_shape,
+            config.patch_shape,
+            config.vision_dim,
+            config.vision_heads,
+            config.vision_dim_head,
+            config.spatial_depth,
+            config.temporal_depth,
+            config.ff_mult,
+            config.channels,
+            config.peg_causal,
+        )
+        self.to_query_dim = nn.Linear(config.vision_dim, config.query_dim)
+        self.queries = StructureQueries(
+            config.num_queries, config.query_dim, config.query_heads, config.coattention_layers
+        )
+        self.observation_proj = nn.Linear(config.query_dim, config.embed_dim, bias=False)
+        self.text_proj = nn.Linear(config.text_dim, config.embed_dim, bias=False)
+
+    @property
+    def patch_grid(self) -> tuple[int, int, int]:
+        """(t, h, w) patch grid; token n = (ti * h + hi) * w + wi."""
+        return self.vision.grid  # type: ignore[return-value]
+
+    def encode_volume(self, volume: torch.Tensor) -> VisualOutput:
+        """volume (B, C, D, H, W) -> :class:`VisualOutput`."""
+        expected = (self.config.channels, *self.config.volume_shape)
+        if tuple(volume.shape[1:]) != expected:
+            raise ValueError(f"volume shape {tuple(volume.shape)} != (B, {expected})")
+        patches = self.to_query_dim(self.vision(volume))  # (B, N, C)
+        observation_tokens, patch_tokens, attention = self.queries(patches)
+        embeddings = F.normalize(self.observation_proj(observation_tokens).float(), dim=-1)
+        return VisualOutput(observation_tokens, patch_tokens, attention, embeddings)
+
+    def encode_text(self, text_features: torch.Tensor) -> torch.Tensor:
+        """Frozen-encoder features (..., text_dim) -> L2-normalised (..., embed_dim)."""
+        return F.normalize(
+            self.text_proj(text_features.to(self.text_proj.weight.dtype)).float(), dim=-1
+        )
+
+
+def load_stage1(path: str | Path, device: torch.device | str = "cpu") -> StructureObserver:
+    """Load ``model.pt`` written by ``ctrg stage1`` (weights_only) in eval mode.
+
+    Raises:
+        ValueError: naming the file when it is not a stage-1 checkpoint.
+    """
+    state = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(state, dict) or "model" not in state or "observer" not in state:
+        raise ValueError(f"{path}: not a stage-1 checkpoint (needs 'model' and 'observer' keys)")
+    observer = StructureObserver(ObserverConfig.from_dict(state["observer"]))
+    observer.load_state_dict(state["model"])
+    return observer.to(device).eval()
+
+
+def observer_config_dict(config: ObserverConfig) -> dict[str, Any]:
+    """JSON/weights_only-friendly dict of a config (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}

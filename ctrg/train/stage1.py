@@ -1,0 +1,296 @@
+"""``ctrg stage1``: structure-observation contrastive training.
+
+Reads model-ready volumes (manifest), the structure texts (only to check that the text
+cache was built from them) and the cached frozen text embeddings; trains the
+StructureObserver with the structure-wise contrastive loss and the negative queue; writes
+``model.pt`` (``{"model", "config", "observer", "step", "provenance"}``), ``summary.json``
+(validation curve, final retrieval, throughput, peak memory, attention concentration),
+``train_log.jsonl``, ``resolved_config.json`` and resumable checkpoints under ``work/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ctrg.anatomy import CHEST_STRUCTURES
+from ctrg.config import load_stage_config
+from ctrg.data.dataset import Augment, VolumeTextDataset, collate_cases
+from ctrg.losses import LossConfig, structure_contrastive_loss
+from ctrg.models.observer import ObserverConfig, StructureObserver, observer_config_dict
+from ctrg.models.text_cache import load_text_cache, read_structure_texts
+from ctrg.queue import StructureQueue, gather_across_ranks
+from ctrg.runtime import (
+    atomic_path,
+    provenance,
+    seed_everything,
+    select_device,
+    setup_logging,
+    write_stage_summary,
+)
+from ctrg.train.loop import LoopConfig, Trainer, unwrap
+from ctrg.train.retrieval import attention_concentration, embed_dataset, retrieval_metrics
+
+log = logging.getLogger(__name__)
+
+
+class Stage1Model(nn.Module):
+    """Observer + loss + optional negative queue; ``forward`` returns (loss, metrics).
+
+    Args:
+        observer: the model being trained. loss: loss settings.
+        queue_kind: diversity | fifo | none. queue_size: slots per structure.
+    """
+
+    def __init__(
+        self,
+        observer: StructureObserver,
+        loss: LossConfig,
+        queue_kind: str = "diversity",
+        queue_size: int = 256,
+    ) -> None:
+        super().__init__()
+        self.observer, self.loss_config = observer, loss
+        cfg = observer.config
+        self.queue = None
+        if queue_kind != "none":
+            self.queue = StructureQueue(
+                cfg.num_queries, queue_size, cfg.text_dim, queue_kind, loss.tau
+            )
+
+    def text_features(
+        self, text_features: torch.Tensor, report_features: torch.Tensor
+    ) -> torch.Tensor:
+        """Frozen features per query: (B, S, H), or (B, 1, H) report features (global)."""
+        if self.observer.config.queries == "global":
+            return report_features[:, None, :]
+        return text_features
+
+    def text_targets(
+        self, text_features: torch.Tensor, report_features: torch.Tensor
+    ) -> torch.Tensor:
+        """L2-normalised projected text embeddings (B, S, E) matching the queries."""
+        return self.observer.encode_text(self.text_features(text_features, report_features))
+
+    def forward(
+        self, volume: torch.Tensor, text_features: torch.Tensor, report_features: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """volume (B, 1, D, H, W), text_features (B, S, H), report_features (B, H)."""
+        image = self.observer.encode_volume(volume).observation_embeddings  # (B, S, E)
+        features = self.text_features(text_features, report_features).float()
+        all_features, offset = gather_across_ranks(features)  # (B_all, S, H)
+        texts = self.observer.encode_text(all_features)
+        queue_keys = queue_structures = None
+        if self.queue is not None:
+            raw, queue_structures = self.queue.keys()
+            queue_keys = self.observer.encode_text(raw) if len(raw) else None
+        loss, metrics = structure_contrastive_loss(
+            image, texts, self.loss_config, queue_keys, queue_structures, offset
+        )
+        if self.queue is not None and self.training:
+            s = all_features.shape[1]
+            ids = torch.arange(s, device=volume.device).repeat(all_features.shape[0])
+            self.queue.update(all_features.reshape(-1, all_features.shape[-1]), ids, gather=False)
+            metrics["queue_filled"] = self.queue.filled.float().mean()
+        return loss, metrics
+
+
+def build_model(section: dict[str, Any], text_dim: int, num_structures: int) -> Stage1Model:
+    """Stage1Model from the stage1 section (optionally CT-CLIP-initialised)."""
+    config = ObserverConfig.from_dict(
+        {**section["model"], "text_dim": text_dim, "num_structures": num_structures}
+    )
+    observer = StructureObserver(config)
+    if section["model"]["init_checkpoint"]:
+        from ctrg.models.ctclip_mapping import load_ctclip_visual
+
+        load_ctclip_visual(observer.vision, section["model"]["init_checkpoint"])
+    loss = LossConfig(**section["loss"])
+    return Stage1Model(observer, loss, section["queue"]["kind"], section["queue"]["size"])
+
+
+def make_evaluate(
+    valid: VolumeTextDataset, device: torch.device, batch_size: int, names: list[str]
+):  # type: ignore[no-untyped-def]
+    """evaluate_fn for the Trainer: retrieval metrics + validation loss (keys = all texts)."""
+
+    def evaluate(module: nn.Module, step: int) -> dict[str, float]:
+        image, text, _ = embed_dataset(module, valid, device, batch_size)
+        metrics = retrieval_metrics(image, text, names)
+        loss, _ = structure_contrastive_loss(image, text, module.loss_config)
+        metrics["valid_loss"] = float(loss)
+        log.info(
+            "step %d: retrieval top1 %.3f top5 %.3f (chance %.3f), valid loss %.3f",
+            step,
+            metrics["retrieval_top1"],
+            metrics["retrieval_top5"],
+            metrics["retrieval_top1_chance"],
+            metrics["valid_loss"],
+        )
+        return metrics
+
+    return evaluate
+
+
+def step_fn(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """One micro-batch of the contrastive objective."""
+    return model(batch["volume"], batch["text_features"], batch["report_features"])
+
+
+def _datasets(
+    args: argparse.Namespace, section: dict, cache: Any, seed: int
+) -> tuple[VolumeTextDataset, VolumeTextDataset | None]:
+    data, shape = section["data"], tuple(section["model"]["volume_shape"])
+    augment = Augment() if data["augment"] else None
+    train = VolumeTextDataset(
+        args.volumes, cache, data["train_split"], augment, seed, expected_shape=shape
+    )
+    valid = VolumeTextDataset(
+        args.volumes,
+        cache,
+        data["valid_split"],
+        None,
+        seed,
+        data["max_valid_cases"],
+        expected_shape=shape,
+    )
+    log.info("%d training and %d validation cases", len(train), len(valid))
+    if len(train) == 0:
+        raise ValueError(f"{args.volumes}: no usable {data['train_split']!r} cases")
+    return train, (valid if len(valid) > 1 else None)
+
+
+def check_cache(texts_csv: str, cache_path: str, cache: Any) -> None:
+    """The cache must be built from exactly these structure texts."""
+    texts = read_structure_texts(texts_csv, tuple(CHEST_STRUCTURES))
+    if cache.metadata.get("texts_sha256") != texts.sha256:
+        raise ValueError(
+            f"text cache {cache_path} was not built from {texts_csv} "
+            "(texts hash differs): rerun ctrg encode-texts"
+        )
+
+
+def export(out: Path, model: Stage1Model, section: dict, result: dict, device: torch.device) -> int:
+    """Write model.pt from the best (or last) weights; returns the exported step."""
+    source = result["best_checkpoint"] if section["loop"]["export"] == "best" else None
+    state = torch.load(source or result["last_checkpoint"], map_location=device, weights_only=True)
+    model.load_state_dict(state["model"])
+    payload = {
+        "model": model.observer.state_dict(),
+        "config": section,
+        "step": state["step"],
+        "observer": observer_config_dict(model.observer.config),
+        "provenance": provenance(),
+    }
+    with atomic_path(out / "model.pt") as tmp:
+        torch.save(payload, tmp)
+    return int(state["step"])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and export (see module doc)."""
+    payload = load_stage_config(args.config, "stage1")
+    section, seed = payload["stage1"], payload["seed"]
+    if args.max_steps:
+        section["loop"]["max_steps"] = args.max_steps
+    seed_everything(seed)
+    device = select_device(payload.get("device", "auto"))
+    cache = load_text_cache(args.text_cache)
+    check_cache(args.texts, args.text_cache, cache)
+    if section["model"]["queries"] == "global" and cache.report_embeddings is None:
+        raise ValueError(
+            f"{args.text_cache}: no report_embeddings (queries=global needs "
+            "text_encoder.encode_reports: true)"
+        )
+    train, valid = _datasets(args, section, cache, seed)
+    names = list(CHEST_STRUCTURES) if section["model"]["queries"] == "structure" else ["report"]
+    model = build_model(section, cache.embeddings.shape[-1], cache.embeddings.shape[1])
+    loop = LoopConfig.from_dict({**section["optim"], **section["loop"]})
+    if valid is None:
+        log.warning("fewer than 2 validation cases: no retrieval validation, model.pt = last")
+        loop.best_metric, section["loop"]["export"] = None, "last"
+    elif loop.best_metric == "valid_loss":
+        loop.best_mode = "min"
+    batch = section["loop"]["batch_size"]
+    evaluate = make_evaluate(valid, device, batch, names) if valid is not None else None
+    trainer = Trainer(
+        model,
+        loop,
+        args.out,
+        train,
+        step_fn,
+        collate_fn=collate_cases,
+        evaluate_fn=evaluate,
+        batch_size=batch,
+        seed=seed,
+        device=device,
+        num_workers=section["loop"]["num_workers"],
+        signature=section,
+    )
+    result = trainer.fit(resume=args.resume)
+    if not trainer.dist.is_main:
+        return 0
+    model = unwrap(trainer.model)
+    step = export(Path(args.out), model, section, result, device)
+    attention = None
+    if valid is not None and section["model"]["queries"] == "structure":
+        model.eval()
+        with torch.no_grad():
+            attention = attention_concentration(
+                model, valid, device, batch, names, section["data"]["attention_top_k"]
+            )
+    final = result["history"][-1] if result["history"] else {}
+    summary = {
+        "exported_step": step,
+        "steps": result["step"],
+        "best": result["best"],
+        "final": final,
+        "curve": result["history"],
+        "train_cases": len(train),
+        "valid_cases": len(valid) if valid is not None else 0,
+        "volumes_per_second": result["samples_per_second"],
+        "peak_memory_mb": result["peak_memory_mb"],
+        "elapsed_s": result["elapsed_s"],
+        "device": str(device),
+        "parameters": sum(p.numel() for p in model.observer.parameters()),
+        "attention_concentration": attention,
+    }
+    write_stage_summary(args.out, "stage1", payload, summary)
+    log.info(
+        "stage 1 done: exported step %d, %.2f volumes/s, peak memory %.0f MB",
+        step,
+        summary["volumes_per_second"],
+        summary["peak_memory_mb"],
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point of ``ctrg stage1``."""
+    parser = argparse.ArgumentParser(prog="ctrg stage1", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=None, help="resolved stage1.json (default: schema)")
+    parser.add_argument("--volumes", required=True, help="results/volumes/manifest.csv")
+    parser.add_argument("--texts", required=True, help="structure_texts.csv")
+    parser.add_argument("--text-cache", required=True, help="embeddings.safetensors")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--resume",
+        default="auto",
+        help="auto (continue from <out>/work when present), never, or a path",
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="override stage1.loop.max_steps (benchmarks)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return run(args)

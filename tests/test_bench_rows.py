@@ -1,0 +1,60 @@
+"""Benchmark rows (config overrides per run) and the method-free baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ctrg import config as cfg
+from ctrg.bench import baseline, rows
+
+
+def test_config_for_run_applies_row_overrides_and_seed():
+    base = cfg.resolve({})
+    merged = rows.config_for_run(base, "bench_fifo_queue_s2")
+    assert merged["seed"] == 2 and merged["run"] == "bench_fifo_queue_s2"
+    assert merged["stage1"]["queue"]["kind"] == "fifo"
+    assert base["stage1"].get("queue", {}).get("kind") != "fifo"  # base untouched
+    assert rows.config_for_run(base, base["run"]) == base
+    with pytest.raises(ValueError, match="unknown row"):
+        rows.config_for_run(base, "bench_nonsense_s0")
+
+
+def test_every_row_override_is_a_valid_config():
+    for name, row in rows.load_rows()["rows"].items():
+        merged = rows.deep_merge(cfg.resolve({}), row["overrides"])
+        cfg.resolve(merged)  # raises on keys the schemas do not accept
+        assert name
+
+
+def test_most_frequent_report_and_nearest_neighbours():
+    assert baseline.most_frequent_report(["a", "b", "b", "c"]) == "b"
+    keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    queries = torch.tensor([[0.0, 2.0], [1.0, 0.1], [0.5, 0.9]])
+    assert baseline.nearest_neighbours(queries, keys).tolist() == [1, 0, 2]
+
+
+def test_nn_retrieval_returns_the_report_of_the_most_similar_volume(tmp_path):
+    rng = np.random.default_rng(0)
+    vols = {f"c{i}": rng.normal(size=(12, 24, 24)).astype(np.float16) for i in range(3)}
+    vols["q"] = (vols["c1"] + 0.05 * rng.normal(size=(12, 24, 24))).astype(np.float16)
+    for name, vol in vols.items():
+        np.save(tmp_path / f"{name}.npy", vol)
+    split = {"c0": "train", "c1": "train", "c2": "train", "q": "test"}
+    pd.DataFrame(
+        {
+            "case_id": list(vols),
+            "path": [f"{n}.npy" for n in vols],
+            "split": [split[n] for n in vols],
+        }
+    ).to_csv(tmp_path / "manifest.csv", index=False)
+    pd.DataFrame({"case_id": list(vols), "report": [f"report {n}" for n in vols]}).to_csv(
+        tmp_path / "reports.csv", index=False
+    )
+    out = baseline.predict(
+        "nn_retrieval", tmp_path / "manifest.csv", tmp_path / "reports.csv", "test"
+    )
+    assert out["prediction"].tolist() == ["report c1"]
+    assert out["reference"].tolist() == ["report q"]

@@ -1,0 +1,96 @@
+"""Resampling grid, orientation, crop/pad and label maps, on tiny volumes with known affines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ctrg.data.resample import (
+    normalise_,
+    output_affine,
+    plan_resample,
+    resample_intensity,
+    resample_labels,
+    resampled_size,
+    to_canonical,
+)
+
+
+def test_resampled_size_hand_values():
+    assert resampled_size(11, 1.5, 3.0) == (6, 3.0)  # 15 mm field of view, exactly 5 steps
+    m, achieved = resampled_size(20, 1.5, 3.0)  # 28.5 mm / 3 = 9.5 steps -> round to 10
+    assert m == 11 and achieved == pytest.approx(2.85)
+    assert resampled_size(300, 1.25, 1.5) == (250, pytest.approx(299 * 1.25 / 249))
+
+
+AFFINES = {
+    "RAS": np.diag([1.5, 2.0, 2.5, 1.0]),
+    "LPS": np.diag([-1.5, -2.0, 2.5, 1.0]),
+    "LPI": np.diag([-1.5, -2.0, -2.5, 1.0]),
+    # voxel i runs anterior->posterior, j inferior->superior, k right->left
+    "permuted": np.array([[0, 0, -2.5, 0], [-1.5, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 1.0]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AFFINES))
+def test_canonical_orientation_and_affine_from_a_world_ramp(name):
+    """HU = linear function of world position; trilinear resampling reproduces it exactly."""
+    affine = AFFINES[name].copy()
+    affine[:3, 3] = [12.0, -7.0, 30.0]
+    shape_ijk = (11, 9, 13)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape_ijk], indexing="ij"), axis=-1)
+    world = ijk @ affine[:3, :3].T + affine[:3, 3]  # (I, J, K, 3) RAS mm
+    hu = (3.0 * world[..., 0] - 2.0 * world[..., 1] + 5.0 * world[..., 2]).astype(np.float32)
+    native = np.ascontiguousarray(hu.transpose(2, 1, 0))  # (K, J, I)
+    plan = plan_resample(affine, native.shape, (4.0, 3.0, 2.0), (10, 12, 14))
+    out = to_canonical(resample_intensity(torch.from_numpy(native), plan), plan, np.nan, np.float32)
+    out_affine = output_affine(affine, plan)
+    # canonical: d -> +S, h -> +A, w -> +R, all positive
+    rot = out_affine[:3, :3]
+    assert np.all(np.diag(rot[::-1]) > 0) and np.count_nonzero(np.abs(rot) > 1e-9) == 3
+    np.testing.assert_allclose(rot[::-1].diagonal(), plan.output_spacing)  # (Z, Y, X)
+    dhw = np.stack(np.meshgrid(*[np.arange(n) for n in out.shape], indexing="ij"), axis=-1)
+    expected_world = dhw @ out_affine[:3, :3].T + out_affine[:3, 3]
+    expected = 3.0 * expected_world[..., 0] - 2.0 * expected_world[..., 1] + 5.0 * expected_world[..., 2]
+    inside = ~np.isnan(out)
+    assert inside.sum() > 0.2 * out.size and (~inside).sum() > 0  # both data and padding
+    np.testing.assert_allclose(out[inside], expected[inside], atol=1e-3)
+
+
+def test_centre_crop_and_pad_offsets():
+    affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    native = torch.arange(7 * 10 * 1, dtype=torch.float32).reshape(7, 10, 1).expand(7, 10, 4)
+    plan = plan_resample(affine, (7, 10, 4), (1.0, 1.0, 1.0), (4, 13, 4))
+    assert plan.start == (1, -1, 0)  # crop 7 -> 4 from (7-4)//2; pad 10 -> 13 with 1 before
+    out = to_canonical(native.contiguous(), plan, -1.0, np.float32)
+    assert out.shape == (4, 13, 4)
+    assert np.all(out[:, 0] == -1) and np.all(out[:, 11:] == -1)
+    np.testing.assert_array_equal(out[:, 1:11, 0], native[1:5, :, 0].numpy())
+
+
+def test_normalise_maps_window_to_unit_range():
+    values = torch.tensor([-2000.0, -1000.0, 0.0, 500.0, 1000.0, 3000.0])
+    normalise_(values, -1000.0, 1000.0)
+    np.testing.assert_allclose(values.numpy(), [-1, -1, 0, 0.5, 1, 1])
+    values = torch.tensor([-160.0, 40.0, 240.0])
+    np.testing.assert_allclose(normalise_(values, -160.0, 240.0).numpy(), [-1, 0, 1], atol=1e-6)
+    # stored as float16 the window's ends are exactly the pad value -1 and 1
+    assert values.half()[0] == -1.0 and values.half()[2] == 1.0
+
+
+def test_labels_follow_the_intensity_grid():
+    """A label map equal to a thresholded ramp stays aligned with the resampled ramp."""
+    affine = np.diag([-0.8, 0.8, 2.0, 1.0])
+    native = np.broadcast_to(np.arange(9, dtype=np.float32)[:, None, None], (9, 16, 16)).copy()
+    labels = (native >= 4).astype(np.uint8) * 3
+    plan = plan_resample(affine, native.shape, (1.0, 1.6, 1.6), (20, 8, 8))
+    image = to_canonical(resample_intensity(torch.from_numpy(native), plan), plan, -1.0, np.float32)
+    mask = to_canonical(resample_labels(labels, plan), plan, 0, np.uint8)
+    assert mask.dtype == np.uint8 and mask.shape == image.shape == (20, 8, 8)
+    assert set(np.unique(mask)) == {0, 3}
+    # rows that sample slice index >= 3.5 round to label 3 (nearest), except padding
+    z = image[:, 0, 0]
+    data_rows = z != -1
+    np.testing.assert_array_equal(mask[data_rows, 0, 0] == 3, z[data_rows] >= 3.5)
+    assert np.all(mask[~data_rows] == 0)

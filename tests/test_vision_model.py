@@ -1,0 +1,210 @@
+"""3D ViT, structure queries, observer API and the CT-CLIP weight mapping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctrg.models.ctclip_mapping import load_ctclip_visual, map_ctclip_visual
+from ctrg.models.observer import ObserverConfig, StructureObserver, load_stage1
+from ctrg.models.queries import StructureQueries
+from ctrg.models.vision import PatchEmbed3d, VisionEncoder
+
+SMALL = dict(
+    volume_shape=(16, 32, 32),
+    patch_shape=(4, 8, 8),
+    vision_dim=32,
+    vision_heads=2,
+    vision_dim_head=16,
+    spatial_depth=1,
+    temporal_depth=1,
+    query_dim=32,
+    query_heads=2,
+    embed_dim=24,
+    text_dim=16,
+)
+
+
+def encoder(**kw) -> VisionEncoder:
+    return VisionEncoder((16, 32, 32), (4, 8, 8), 32, 2, 16, kw.get("sd", 1), kw.get("td", 1))
+
+
+def test_patch_order_is_depth_height_width():
+    embed = PatchEmbed3d(1, (4, 8, 8), 8)
+    volume = torch.arange(16 * 32 * 32, dtype=torch.float32).reshape(1, 1, 16, 32, 32)
+    patches = embed.patchify(volume)
+    assert patches.shape == (1, 4, 4, 4, 256)
+    # patch (t=1, h=2, w=3) = voxels [4:8, 16:24, 24:32] flattened in (d, h, w) order
+    assert torch.equal(patches[0, 1, 2, 3], volume[0, 0, 4:8, 16:24, 24:32].reshape(-1))
+
+
+def test_encoder_shapes_and_grid():
+    enc = encoder()
+    assert enc.grid == (4, 4, 4) and enc.num_patches == 64
+    out = enc(torch.randn(2, 1, 16, 32, 32))
+    assert out.shape == (2, 64, 32) and torch.isfinite(out).all()
+
+
+def test_indivisible_volume_is_rejected():
+    with pytest.raises(ValueError, match="not divisible"):
+        VisionEncoder((15, 32, 32), (4, 8, 8), 32, 2, 16, 1, 1)
+
+
+def test_causal_position_generator_ignores_later_slabs_in_first_layer_conv():
+    enc = encoder()
+    grid = torch.zeros(1, 4, 4, 4, 32)
+    later = grid.clone()
+    later[:, 3] = 1.0  # change only the last slab
+    peg = enc.spatial.layers[0].peg
+    assert torch.equal(peg(grid)[:, :3], peg(later)[:, :3])
+
+
+def test_queries_return_tokens_and_normalised_attention():
+    queries = StructureQueries(10, 32, 4, layers=2)
+    obs, patches, attention = queries(torch.randn(3, 64, 32))
+    assert obs.shape == (3, 10, 32) and patches.shape == (3, 64, 32)
+    assert attention.shape == (3, 4, 10, 64)
+    assert torch.allclose(attention.sum(-1), torch.ones(3, 4, 10), atol=1e-5)
+
+
+def test_observer_encode_volume_api():
+    observer = StructureObserver(ObserverConfig(**SMALL))
+    out = observer.encode_volume(torch.randn(2, 1, 16, 32, 32))
+    assert out.observation_tokens.shape == (2, 10, 32)
+    assert out.patch_tokens.shape == (2, 64, 32)
+    assert out.attention.shape == (2, 2, 10, 64)
+    assert out.observation_embeddings.shape == (2, 10, 24)
+    assert torch.allclose(out.observation_embeddings.norm(dim=-1), torch.ones(2, 10), atol=1e-5)
+    text = observer.encode_text(torch.randn(2, 10, 16))
+    assert torch.allclose(text.norm(dim=-1), torch.ones(2, 10), atol=1e-5)
+    with pytest.raises(ValueError, match="volume shape"):
+        observer.encode_volume(torch.randn(1, 1, 16, 32, 24))
+
+
+def test_global_query_has_one_token():
+    observer = StructureObserver(ObserverConfig(**SMALL, queries="global"))
+    assert observer.encode_volume(torch.randn(1, 1, 16, 32, 32)).observation_tokens.shape == (
+        1,
+        1,
+        32,
+    )
+
+
+def test_load_stage1_round_trip(tmp_path):
+    from ctrg.models.observer import observer_config_dict
+
+    observer = StructureObserver(ObserverConfig(**SMALL)).eval()
+    path = tmp_path / "model.pt"
+    torch.save(
+        {
+            "model": observer.state_dict(),
+            "observer": observer_config_dict(observer.config),
+            "config": {},
+            "step": 1,
+        },
+        path,
+    )
+    loaded = load_stage1(path, "cpu")
+    volume = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        a = observer.encode_volume(volume).observation_embeddings
+        b = loaded.encode_volume(volume).observation_embeddings
+    assert torch.equal(a, b)
+    torch.save({"weights": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_stage1(tmp_path / "bad.pt")
+
+
+def ctclip_state(dim=32, heads=2, dim_head=16, patch=(4, 8, 8), depth=1, null_kv=0) -> dict:
+    """A CT-CLIP checkpoint fragment: CTViT encoder names and shapes + unrelated keys."""
+    inner, ff_inner, size = heads * dim_head, int(4 * (2 / 3) * dim), patch[0] * patch[1] * patch[2]
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
+    p = "visual_transformer."
+    state = {
+        f"{p}to_patch_emb.1.weight": r(size),
+        f"{p}to_patch_emb.1.bias": r(size),
+        f"{p}to_patch_emb.2.weight": r(dim, size),
+        f"{p}to_patch_emb.2.bias": r(dim),
+        f"{p}to_patch_emb.3.weight": r(dim),
+        f"{p}to_patch_emb.3.bias": r(dim),
+        f"{p}spatial_rel_pos_bias.net.0.0.weight": r(dim, 2),
+        f"{p}spatial_rel_pos_bias.net.0.0.bias": r(dim),
+        f"{p}spatial_rel_pos_bias.net.1.0.weight": r(dim, dim),
+        f"{p}spatial_rel_pos_bias.net.1.0.bias": r(dim),
+        f"{p}spatial_rel_pos_bias.net.2.weight": r(heads, dim),
+        f"{p}spatial_rel_pos_bias.net.2.bias": r(heads),
+        f"{p}vq._codebook.embed": r(1, 8, dim),
+        f"{p}to_pixels.0.weight": r(size, dim),
+        "to_visual_latent.weight": r(16, 64 * dim),
+        "text_transformer.embeddings.word_embeddings.weight": r(10, 8),
+    }
+    for stack in ("spatial", "temporal"):
+        for kind in ("enc", "dec"):
+            t = f"{p}{kind}_{stack}_transformer."
+            for i in range(depth):
+                layer = f"{t}layers.{i}."
+                state |= {
+                    f"{layer}0.dsconv.weight": r(dim, 1, 3, 3, 3),
+                    f"{layer}0.dsconv.bias": r(dim),
+                    f"{layer}1.norm.gamma": r(dim),
+                    f"{layer}1.norm.beta": r(dim),
+                    f"{layer}1.context_norm.gamma": r(dim),
+                    f"{layer}1.context_norm.beta": r(dim),
+                    f"{layer}1.null_kv": r(heads, 2 * null_kv, dim_head),
+                    f"{layer}1.to_q.weight": r(inner, dim),
+                    f"{layer}1.to_kv.weight": r(2 * inner, dim),
+                    f"{layer}1.q_scale": r(dim_head),
+                    f"{layer}1.k_scale": r(dim_head),
+                    f"{layer}1.to_out.weight": r(dim, inner),
+                    f"{layer}3.0.weight": r(dim),
+                    f"{layer}3.0.bias": r(dim),
+                    f"{layer}3.1.weight": r(2 * ff_inner, dim),
+                    f"{layer}3.4.weight": r(dim, ff_inner),
+                }
+            state[f"{t}norm_out.gamma"] = r(dim)
+            state[f"{t}norm_out.beta"] = r(dim)
+    return state
+
+
+def test_ctclip_mapping_loads_every_encoder_tensor(tmp_path):
+    state = ctclip_state()
+    path = tmp_path / "ctclip.pt"
+    torch.save(state, path)
+    enc = encoder()
+    counts = load_ctclip_visual(enc, path)
+    own = enc.state_dict()
+    assert counts["loaded"] == len(own)
+    p = "visual_transformer."
+    pairs = {
+        "patch_embed.proj.weight": f"{p}to_patch_emb.2.weight",
+        "spatial_bias.layers.2.bias": f"{p}spatial_rel_pos_bias.net.2.bias",
+        "temporal.layers.0.attn.to_kv.weight": f"{p}enc_temporal_transformer.layers.0.1.to_kv.weight",
+        "spatial.layers.0.attn.norm.weight": f"{p}enc_spatial_transformer.layers.0.1.norm.gamma",
+        "spatial.layers.0.ff.down.weight": f"{p}enc_spatial_transformer.layers.0.3.4.weight",
+        "temporal.norm_out.bias": f"{p}enc_temporal_transformer.norm_out.beta",
+        "spatial.layers.0.peg.conv.weight": f"{p}enc_spatial_transformer.layers.0.0.dsconv.weight",
+    }
+    for ours, theirs in pairs.items():
+        assert torch.equal(own[ours], state[theirs]), ours
+    assert torch.isfinite(enc(torch.randn(1, 1, 16, 32, 32))).all()
+
+
+def test_ctclip_mapping_drops_decoder_and_text_weights():
+    mapped, dropped = map_ctclip_visual(ctclip_state())
+    assert not any("dec_" in k or "vq" in k for k in mapped)
+    assert any(k.startswith("dec_spatial") for k in dropped)
+    assert "vq._codebook.embed" in dropped
+    assert all(not k.startswith("text_transformer") for k in dropped)  # outside the prefix
+
+
+def test_ctclip_mapping_rejects_null_kv_and_wrong_shapes(tmp_path):
+    with pytest.raises(ValueError, match="null key/values"):
+        map_ctclip_visual(ctclip_state(null_kv=2))
+    path = tmp_path / "wide.pt"
+    torch.save(ctclip_state(dim=48), path)
+    with pytest.raises(ValueError, match="wide.pt"):
+        load_ctclip_visual(encoder(), path)
