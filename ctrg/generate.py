@@ -54,8 +54,9 @@ def derangement(count: int, seed: int) -> np.ndarray:
     return out
 
 
-def check_model_features(meta: dict[str, Any], content: str, model_path: Path,
-                         index_path: Path) -> None:
+def check_model_features(
+    meta: dict[str, Any], content: str, model_path: Path, index_path: Path
+) -> None:
     """Refuse a decoder trained on features of another frozen model."""
     trained_on = str(meta.get("frozen_hash", ""))
     if trained_on != content:
@@ -65,8 +66,9 @@ def check_model_features(meta: dict[str, Any], content: str, model_path: Path,
         )
 
 
-def select_rows(index: pd.DataFrame, reports: pd.DataFrame | None, section: dict[str, Any]
-                ) -> pd.DataFrame:
+def select_rows(
+    index: pd.DataFrame, reports: pd.DataFrame | None, section: dict[str, Any]
+) -> pd.DataFrame:
     """Index rows of the split (sorted by id, capped at max_cases) with reference texts."""
     rows = index if section["split"] == "all" else index[index["split"] == section["split"]]
     rows = rows.sort_values("case_id", kind="stable")
@@ -85,8 +87,15 @@ def select_rows(index: pd.DataFrame, reports: pd.DataFrame | None, section: dict
     return rows.reset_index(drop=True)
 
 
-def generate(dataset: FeatureReportDataset, model: Any, tokenizer: Any, decoding: GenerationConfig,
-             batch_size: int, source: np.ndarray, device: torch.device) -> list[str]:
+def generate(
+    dataset: FeatureReportDataset,
+    model: Any,
+    tokenizer: Any,
+    decoding: GenerationConfig,
+    batch_size: int,
+    source: np.ndarray,
+    device: torch.device,
+) -> list[str]:
     """Reports for every case; case i is decoded from the visual tokens of case source[i]."""
     predictions: list[str] = []
     for start in tqdm(range(0, len(dataset), batch_size), desc="generate", unit="batch"):
@@ -101,9 +110,13 @@ def diversity(predictions: list[str]) -> dict[str, Any]:
     """Distinct reports and the most frequent report's share."""
     counts = Counter(predictions)
     text, top = counts.most_common(1)[0]
-    return {"distinct_reports": len(counts), "share_distinct": len(counts) / len(predictions),
-            "most_frequent_share": top / len(predictions), "most_frequent_report": text,
-            "mean_words": float(np.mean([len(p.split()) for p in predictions]))}
+    return {
+        "distinct_reports": len(counts),
+        "share_distinct": len(counts) / len(predictions),
+        "most_frequent_share": top / len(predictions),
+        "most_frequent_report": text,
+        "mean_words": float(np.mean([len(p.split()) for p in predictions])),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,45 +140,79 @@ def run(args: argparse.Namespace) -> int:
     decoding = GenerationConfig(**section["decoding"])
     started = time.perf_counter()
     with torch.no_grad():
-        predictions = generate(dataset, model, tokenizer, decoding, section["batch_size"],
-                               source, device)
+        predictions = generate(
+            dataset, model, tokenizer, decoding, section["batch_size"], source, device
+        )
     elapsed = time.perf_counter() - started
     split_of = dict(zip(rows["case_id"], rows["split"]))
-    frame = pd.DataFrame({"case_id": dataset.case_ids,
-                          "split": [split_of[c] for c in dataset.case_ids],
-                          "reference": dataset.reports, "prediction": predictions})
+    frame = pd.DataFrame(
+        {
+            "case_id": dataset.case_ids,
+            "split": [split_of[c] for c in dataset.case_ids],
+            "reference": dataset.reports,
+            "prediction": predictions,
+        }
+    )
     if args.shuffle_features:
         frame["features_of"] = [dataset.case_ids[int(j)] for j in source]
     atomic_write_csv(args.out, frame)
-    summary = {"stage": "generate-features", "cases": count, **diversity(predictions),
-               "skipped": dataset.skipped, "split": section["split"],
-               "shuffle_features": bool(args.shuffle_features),
-               "shuffle_seed": shuffle_seed if args.shuffle_features else None,
-               "decoding": section["decoding"], "frozen_hash": content,
-               "model": str(args.model), "model_step": meta.get("step"),
-               "seconds": elapsed, "cases_per_second": count / max(elapsed, 1e-9),
-               "config": payload, "provenance": provenance()}
+    summary = {
+        "stage": "generate-features",
+        "cases": count,
+        **diversity(predictions),
+        "skipped": dataset.skipped,
+        "split": section["split"],
+        "shuffle_features": bool(args.shuffle_features),
+        "shuffle_seed": shuffle_seed if args.shuffle_features else None,
+        "decoding": section["decoding"],
+        "frozen_hash": content,
+        "model": str(args.model),
+        "model_step": meta.get("step"),
+        "seconds": elapsed,
+        "cases_per_second": count / max(elapsed, 1e-9),
+        "config": payload,
+        "provenance": provenance(),
+    }
     atomic_write_json(args.out.with_name(f"{args.out.stem}.summary.json"), summary)
-    log.info("%d reports (%d distinct, most frequent share %.2f) in %.1f s -> %s", count,
-             summary["distinct_reports"], summary["most_frequent_share"], elapsed, args.out)
+    log.info(
+        "%d reports (%d distinct, most frequent share %.2f) in %.1f s -> %s",
+        count,
+        summary["distinct_reports"],
+        summary["most_frequent_share"],
+        elapsed,
+        args.out,
+    )
     return 0
 
 
 def main(argv: list[str]) -> int:
     """Run ``ctrg generate-features``."""
-    parser = argparse.ArgumentParser(prog="ctrg generate-features",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ctrg generate-features", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("index", type=Path, help="features index.csv")
     parser.add_argument("--model", required=True, type=Path, help="stage-2 model.pt")
     parser.add_argument("--reports", type=Path, default=None, help="reports.csv (references)")
     parser.add_argument("--config", type=Path, default=None, help="resolved generate.json")
     parser.add_argument("--out", required=True, type=Path, help="output predictions.csv")
     parser.add_argument("--split", default=None, help="override generate.split")
-    parser.add_argument("--shuffle-features", action="store_true",
-                        help="control: decode each case from another case's features")
-    parser.add_argument("--shuffle-seed", type=int, default=None,
-                        help="seed of the shuffle (default: the config seed)")
+    parser.add_argument(
+        "--shuffle-features",
+        action="store_true",
+        help="control: decode each case from another case's features",
+    )
+    parser.add_argument(
+        "--shuffle-seed",
+        type=int,
+        default=None,
+        help="seed of the shuffle (default: the config seed)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return run(args)

@@ -44,7 +44,7 @@ rule extract_features:
     shell:
         "ctrg extract {input.volumes} --frozen {input.frozen} --config {input.cfg}"
         " --shard {wildcards.shard} --num-shards {params.num_shards} --out {output.shard}"
-        " > {log} 2>&1"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule gather_features:

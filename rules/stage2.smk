@@ -4,6 +4,7 @@
 rule stage2:
     input:
         features="results/{run}/features/index.csv",
+        frozen="results/{run}/frozen/frozen.json",
         reports="results/reports/reports.csv",
         cfg="results/{run}/configs/stage2.json",
     output:
@@ -24,8 +25,9 @@ rule stage2:
         out=subpath(output.checkpoint, parent=True),
     shell:
         "python -m ctrg.launch --nproc {resources.gpu} --"
-        " stage2 --config {input.cfg} --features {input.features}"
-        " --reports {input.reports} --out {params.out} --resume auto > {log} 2>&1"
+        " stage2 --config {input.cfg} --features {input.features} --frozen {input.frozen}"
+        " --reports {input.reports} --out {params.out} --resume auto --threads {threads}"
+        " > {log} 2>&1"
 
 
 rule generate:
@@ -50,4 +52,4 @@ rule generate:
     shell:
         "ctrg generate-features {input.features} --model {input.checkpoint}"
         " --reports {input.reports} --config {input.cfg} --out {output.predictions}"
-        " > {log} 2>&1"
+        " --threads {threads} > {log} 2>&1"

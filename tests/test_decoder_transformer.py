@@ -11,8 +11,17 @@ from ctrg.models.generation import GenerationConfig, generate_ids
 
 def _decoder(**overrides: int | float) -> ReportDecoder:
     torch.manual_seed(0)
-    sizes = dict(vocab_size=20, visual_dim=6, num_structures=2, d_model=32, num_layers=2,
-                 num_heads=4, ff_dim=64, dropout=0.0, max_length=16)
+    sizes = dict(
+        vocab_size=20,
+        visual_dim=6,
+        num_structures=2,
+        d_model=32,
+        num_layers=2,
+        num_heads=4,
+        ff_dim=64,
+        dropout=0.0,
+        max_length=16,
+    )
     sizes.update(overrides)
     return ReportDecoder(DecoderConfig(**sizes)).eval()
 

@@ -40,9 +40,7 @@ def test_top_k_by_hand() -> None:
     # (mean over heads would give [.25, .225, .425, ...] -> 2, 0, 1: a different choice.)
     # structure 1: max = [.2, .2, .7, .3, .1] -> 2, 3, then the tie 0/1 -> 0.
     assert chosen.index.tolist() == [[[0, 1, 2], [2, 3, 0]]]
-    torch.testing.assert_close(
-        chosen.score, torch.tensor([[[0.5, 0.45, 0.45], [0.7, 0.3, 0.2]]])
-    )
+    torch.testing.assert_close(chosen.score, torch.tensor([[[0.5, 0.45, 0.45], [0.7, 0.3, 0.2]]]))
     assert chosen.tokens.shape == (1, 2, 3, 2)
     assert chosen.tokens[0, 1].tolist() == [[2.0, 20.0], [3.0, 30.0], [0.0, 0.0]]
 

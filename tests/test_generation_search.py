@@ -63,13 +63,15 @@ def test_greedy_and_beam_differ_by_hand() -> None:
     Greedy: a, a, ... (0.6 * 0.34 ...). Beam: 'b EOS' = 0.36 beats 'a EOS' = 0.198.
     """
     a, b = 3, 4
-    table = _table({BOS: {a: .6, b: .4}, a: {a: .34, b: .33, EOS: .33},
-                    b: {EOS: .9, a: .1}}, vocab=5)
+    table = _table(
+        {BOS: {a: 0.6, b: 0.4}, a: {a: 0.34, b: 0.33, EOS: 0.33}, b: {EOS: 0.9, a: 0.1}}, vocab=5
+    )
     model = MarkovModel(table.unsqueeze(0))
     greedy = GenerationConfig(strategy="greedy", min_length=0, max_length=3)
     assert generate_ids(model, _visual([0]), BOS, EOS, PAD, greedy) == [[a, a, a]]
-    beam = GenerationConfig(strategy="beam", num_beams=2, min_length=0, max_length=3,
-                            length_penalty=0.0)
+    beam = GenerationConfig(
+        strategy="beam", num_beams=2, min_length=0, max_length=3, length_penalty=0.0
+    )
     assert generate_ids(model, _visual([0]), BOS, EOS, PAD, beam) == [[b]]
 
 
@@ -98,14 +100,15 @@ def test_wide_beam_finds_the_exhaustive_optimum_batched() -> None:
     generator = torch.Generator().manual_seed(0)
     tables = torch.randn(3, 6, 6, generator=generator).mul(2).log_softmax(-1)
     model = MarkovModel(tables)
-    cfg = GenerationConfig(strategy="beam", num_beams=64, min_length=0, max_length=4,
-                           length_penalty=0.0)
+    cfg = GenerationConfig(
+        strategy="beam", num_beams=64, min_length=0, max_length=4, length_penalty=0.0
+    )
     got = generate_ids(model, _visual([0, 1, 2]), BOS, EOS, PAD, cfg)
     assert got == [_exhaustive_best(tables[i], 4) for i in range(3)]
 
 
 def test_min_length_bans_eos() -> None:
-    table = _table({BOS: {EOS: .9, 3: .1}, 3: {EOS: .9, 3: .1}}, vocab=4)
+    table = _table({BOS: {EOS: 0.9, 3: 0.1}, 3: {EOS: 0.9, 3: 0.1}}, vocab=4)
     model = MarkovModel(table.unsqueeze(0))
     for strategy in ("greedy", "beam"):
         cfg = GenerationConfig(strategy=strategy, min_length=3, max_length=8, num_beams=2)
@@ -122,7 +125,7 @@ def test_banned_ngrams_by_hand() -> None:
 
 def test_no_repeat_ngram_stops_loops() -> None:
     """Always prefers token 3 (then 4, then 5): with unigram ban each appears once."""
-    table = _table({t: {3: .5, 4: .3, 5: .15, EOS: .05} for t in range(6)}, vocab=6)
+    table = _table({t: {3: 0.5, 4: 0.3, 5: 0.15, EOS: 0.05} for t in range(6)}, vocab=6)
     model = MarkovModel(table.unsqueeze(0))
     cfg = GenerationConfig(strategy="greedy", min_length=0, max_length=6, no_repeat_ngram_size=1)
     assert generate_ids(model, _visual([0]), BOS, EOS, PAD, cfg) == [[3, 4, 5]]

@@ -47,8 +47,10 @@ def bench_parser(path: Path, structure_set: str, show_errors: int) -> None:
     took = time.perf_counter() - built
     n = s.n_sentences
     print(f"\n== parser vs {path} ({len(references)} reports, {n} sentences)")
-    print(f"reference rebuild {built - started:.2f}s; parse+score {took:.2f}s "
-          f"({len(references) / took:.0f} reports/s); unmatched sentences {s.unmatched}")
+    print(
+        f"reference rebuild {built - started:.2f}s; parse+score {took:.2f}s "
+        f"({len(references) / took:.0f} reports/s); unmatched sentences {s.unmatched}"
+    )
     print(f"recall (a reference structure assigned) {s.hits_any / n:.4f}")
     print(f"recall (per sentence-structure pair)     {s.ref_pairs_hit / s.ref_pairs:.4f}")
     print(f"precision (assigned pairs correct)       {s.assigned_correct / s.assigned_pairs:.4f}")
@@ -57,7 +59,16 @@ def bench_parser(path: Path, structure_set: str, show_errors: int) -> None:
         rec = f"{hit / ref:.3f}" if ref else "-"
         prec = f"{ok / assigned:.3f}" if assigned else "-"
         print(f"{name:<22}{ref:>6}{rec:>8}{assigned:>10}{prec:>10}")
-    for case, sentence, truth, got in s.errors[:show_errors]:
+    print(f"\n{'fold':<6}{'reports':>8}{'recall':>8}{'pair-rec':>9}{'precision':>10}")
+    for k in range(N_FOLDS):
+        fold = [r for r in references if fold_of(r.case_id) == k]
+        f = score_parser(parser, fold)
+        print(
+            f"{k:<6}{len(fold):>8}{f.hits_any / f.n_sentences:>8.4f}"
+            f"{f.ref_pairs_hit / f.ref_pairs:>9.4f}{f.assigned_correct / f.assigned_pairs:>10.4f}"
+        )
+    tuning = [e for e in s.errors if fold_of(e[0]) != 0]  # fold 0 errors are never shown
+    for case, sentence, truth, got in tuning[:show_errors]:
         print(f"  {case}: ref={list(truth)} got={list(got)} :: {sentence[:160]}")
 
 
@@ -79,8 +90,10 @@ def bench_labeller(path: Path, show_errors: int) -> None:
     started = time.perf_counter()
     pred = pd.DataFrame(labeller.label_many(frame["report_text"].tolist()))
     took = time.perf_counter() - started
-    print(f"\n== labeller vs {path}: {len(frame)} reports in {took:.2f}s "
-          f"({len(frame) / took:.0f} reports/s)")
+    print(
+        f"\n== labeller vs {path}: {len(frame)} reports in {took:.2f}s "
+        f"({len(frame) / took:.0f} reports/s)"
+    )
     folds = frame["AccessionNo"].map(fold_of)
     held = folds == 0
     _print_label_table("fold 0 (held out, never looked at)", frame[held], pred[held])

@@ -79,7 +79,7 @@ def _choose_series(series: dict, rule: str, description: str | None, multiple: s
     else:  # most_slices
         counts = sorted((len(items) for items in ct.values()), reverse=True)
         if counts[0] == counts[1]:
-            raise VolumeError(f"cannot pick a series by most_slices, tie: {names}")
+            raise VolumeError(f"folder holds {len(ct)} CT series, most_slices is a tie: {names}")
         chosen = max(ct.values(), key=len)
     picked = f"series {chosen[0][1].get('SeriesNumber', '?')}"
     return chosen, [f"folder holds {len(ct)} CT series ({names}); picked {picked} by rule {rule}"]

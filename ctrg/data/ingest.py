@@ -34,7 +34,13 @@ from ctrg.data.resample import (
     resample_labels,
     to_canonical,
 )
-from ctrg.runtime import atomic_path, atomic_write_csv, setup_logging, sha256_file, write_stage_summary
+from ctrg.runtime import (
+    atomic_path,
+    atomic_write_csv,
+    setup_logging,
+    sha256_file,
+    write_stage_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,29 @@ def decide_rescale(
     why = "hu_detection=rescale" if mode == "rescale" else f"stored values: min {low:g} >= {threshold:g}"
     rule = f"{header}; {why}, applied manifest slope {ms:g} intercept {mi:g}"
     return slope * ms, inter * ms + mi, rule
+
+
+def apply_manifest_spacing(volume: RawVolume, row: dict[str, str]) -> None:
+    """Use a manifest's ``xy_spacing``/``z_spacing`` (CT-RATE metadata) for voxel axes (i, j)/k.
+
+    The affine's direction cosines and origin are kept; a header spacing that differs by more
+    than 1 % is recorded as a warning.
+    """
+    wanted = {0: row.get("xy_spacing", ""), 1: row.get("xy_spacing", ""), 2: row.get("z_spacing", "")}
+    for axis, value in wanted.items():
+        if str(value).strip() == "":
+            continue
+        try:
+            spacing = float(value)
+        except ValueError as err:
+            raise VolumeError(f"bad spacing {value!r} in the manifest") from err
+        if not spacing > 0:
+            raise VolumeError(f"bad spacing {value!r} in the manifest")
+        column = volume.affine[:3, axis]
+        header = float(np.linalg.norm(column))
+        if abs(header - spacing) > 0.01 * spacing:
+            volume.warnings.append(f"header spacing {header:g} mm of voxel axis {'ijk'[axis]} replaced by manifest {spacing:g} mm")
+        volume.affine[:3, axis] = column / header * spacing
 
 
 def _fmt(values) -> str:
@@ -214,6 +243,8 @@ def process_case(row: dict[str, str], base: Path, section: dict, out: Path) -> d
     """Ingest one manifest row; returns its output-manifest row (raises VolumeError)."""
     case_id = row["case_id"]
     volume = read_volume(_resolve(row["image"], base), section)
+    header_affine = volume.affine.copy()
+    apply_manifest_spacing(volume, row)
     array, info = preprocess_volume(volume, section, row)
     with atomic_path(out / f"{case_id}.npy") as tmp:
         np.save(tmp, array)
@@ -221,7 +252,7 @@ def process_case(row: dict[str, str], base: Path, section: dict, out: Path) -> d
     for column, (suffix, out_column) in LABEL_COLUMNS.items():
         result[out_column] = ""
         if row.get(column, ""):
-            labels = read_label_map(_resolve(row[column], base), volume, column)
+            labels = read_label_map(_resolve(row[column], base), volume.data.shape, header_affine, column)
             resampled = resample_labels(labels, info["plan"])
             with atomic_path(out / f"{case_id}_{suffix}.npy") as tmp:
                 np.save(tmp, to_canonical(resampled, info["plan"], fill=0, dtype=np.uint8))

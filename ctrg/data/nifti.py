@@ -100,12 +100,15 @@ def read_nifti(path: str | os.PathLike) -> RawVolume:
     )
 
 
-def read_label_map(path: str | os.PathLike, like: RawVolume, kind: str) -> np.ndarray:
+def read_label_map(
+    path: str | os.PathLike, shape: tuple[int, ...], affine: np.ndarray, kind: str
+) -> np.ndarray:
     """Read a label map that must share the image's grid.
 
     Args:
         path: NIfTI label map.
-        like: the image it annotates.
+        shape: the image's native ``(K, J, I)`` shape.
+        affine: the image's header affine.
         kind: what it is (``structure_map``, ``finding_map``), for messages.
 
     Returns:
@@ -118,10 +121,10 @@ def read_label_map(path: str | os.PathLike, like: RawVolume, kind: str) -> np.nd
         labels = read_nifti(path)
     except VolumeError as err:
         raise VolumeError(f"{kind} {path}: {err}") from err
-    if labels.data.shape != like.data.shape or not np.allclose(labels.affine, like.affine, atol=1e-3):
+    if labels.data.shape != tuple(shape) or not np.allclose(labels.affine, affine, atol=1e-3):
         raise VolumeError(
             f"{kind} {path}: grid differs from the image (shape {labels.data.shape[::-1]} vs "
-            f"{like.data.shape[::-1]}, or affine)"
+            f"{tuple(shape)[::-1]}, or affine)"
         )
     values = labels.data
     if labels.slope != 1.0 or labels.inter != 0.0:

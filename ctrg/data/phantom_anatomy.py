@@ -20,10 +20,23 @@ LABEL: dict[str, int] = {name: i + 1 for i, name in enumerate(CHEST_STRUCTURES)}
 """Structure label value in the structure map (index in CHEST_STRUCTURES + 1)."""
 
 HU: dict[str, float] = {
-    "air": -1000.0, "lung": -860.0, "fat": -95.0, "water": 5.0, "fluid": 12.0,
-    "soft": 40.0, "muscle": 50.0, "blood": 42.0, "liver": 58.0, "spleen": 48.0,
-    "thyroid": 105.0, "cartilage": 120.0, "cancellous": 330.0, "cortical": 850.0,
-    "rib": 550.0, "skin": 25.0, "table": 60.0,
+    "air": -1000.0,
+    "lung": -860.0,
+    "fat": -95.0,
+    "water": 5.0,
+    "fluid": 12.0,
+    "soft": 40.0,
+    "muscle": 50.0,
+    "blood": 42.0,
+    "liver": 58.0,
+    "spleen": 48.0,
+    "thyroid": 105.0,
+    "cartilage": 120.0,
+    "cancellous": 330.0,
+    "cortical": 850.0,
+    "rib": 550.0,
+    "skin": 25.0,
+    "table": 60.0,
 }
 """Nominal tissue densities (HU) before blur and noise."""
 
@@ -99,7 +112,8 @@ class Anatomy:
         for z_peak, side in ((self.z_dome_r, 1.0), (self.z_dome_l, -1.0)):
             px = self.bx + side * 0.45 * self.ac
             dome = z_peak - depth * (
-                ((grid.x - px) / (0.75 * self.ac)) ** 2 + ((grid.y - self.by) / (1.1 * self.bc)) ** 2
+                ((grid.x - px) / (0.75 * self.ac)) ** 2
+                + ((grid.y - self.by) / (1.1 * self.bc)) ** 2
             )
             domes.append(dome)
         return np.maximum(domes[0], domes[1]).astype(np.float32)
@@ -119,7 +133,9 @@ class Anatomy:
         return code.astype(np.int8)
 
 
-def sample_anatomy(rng: np.random.Generator, geometry: dict[str, Any], synth: dict[str, Any]) -> Anatomy:
+def sample_anatomy(
+    rng: np.random.Generator, geometry: dict[str, Any], synth: dict[str, Any]
+) -> Anatomy:
     """Draw one patient's body geometry.
 
     Args:
@@ -136,14 +152,22 @@ def sample_anatomy(rng: np.random.Generator, geometry: dict[str, Any], synth: di
     k = geometry["coverage"] / 300.0
     dome_r = -115.0 * k + float(rng.uniform(-12, 12)) * k
     return Anatomy(
-        coverage=geometry["coverage"], k=k, s=s,
+        coverage=geometry["coverage"],
+        k=k,
+        s=s,
         bx=float(rng.uniform(-1, 1) * synth["position_jitter_mm"]),
         by=float(rng.uniform(-1, 1) * synth["position_jitter_mm"]) + 10.0,
-        a=a, b=b, fat=fat, muscle=muscle,
-        ac=a - fat - muscle - wall, bc=b - fat - muscle - wall,
-        z_top=geometry["z_bottom"] + geometry["coverage"], z_bottom=geometry["z_bottom"],
+        a=a,
+        b=b,
+        fat=fat,
+        muscle=muscle,
+        ac=a - fat - muscle - wall,
+        bc=b - fat - muscle - wall,
+        z_top=geometry["z_bottom"] + geometry["coverage"],
+        z_bottom=geometry["z_bottom"],
         z_apex=float(rng.uniform(78, 92)) * k,
-        z_dome_r=dome_r, z_dome_l=dome_r - float(rng.uniform(8, 22)) * k,
+        z_dome_r=dome_r,
+        z_dome_l=dome_r - float(rng.uniform(8, 22)) * k,
         female=bool(rng.random() < synth["female_fraction"]),
     )
 
@@ -184,7 +208,9 @@ def draw_body_wall(canvas: Canvas, anat: Anatomy, rng: np.random.Generator) -> N
     grid = canvas.grid
     half_w, half_d = _profile(anat, grid)
     table_y = anat.by - anat.b - 6.0
-    table = (grid.y < table_y) & (grid.y > table_y - 8.0) & (np.abs(grid.x - anat.bx) < 0.9 * anat.a)
+    table = (
+        (grid.y < table_y) & (grid.y > table_y - 8.0) & (np.abs(grid.x - anat.bx) < 0.9 * anat.a)
+    )
     canvas.paint(FULL, np.broadcast_to(table, grid.shape), HU["table"], 0)
     body = ellipse_mask(grid, anat.bx, anat.by, half_w, half_d)
     canvas.paint(FULL, body, HU["skin"], LABEL["breast"])
@@ -263,5 +289,11 @@ def _draw_abdominal_organs(canvas: Canvas, anat: Anatomy, zd: np.ndarray) -> Non
         canvas.paint(FULL, gas, HU["air"], LABEL["abdomen"])
         anat.masks["stomach"] = stomach
     spleen_c = (anat.z_dome_l - 40.0 * k, anat.by - 0.55 * anat.bc, anat.bx - 0.7 * anat.ac)
-    ellipsoid(canvas, spleen_c, (45.0 * k, 35.0 * s, 22.0 * s), HU["spleen"], LABEL["abdomen"],
-              within=abdomen)
+    ellipsoid(
+        canvas,
+        spleen_c,
+        (45.0 * k, 35.0 * s, 22.0 * s),
+        HU["spleen"],
+        LABEL["abdomen"],
+        within=abdomen,
+    )

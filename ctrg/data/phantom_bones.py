@@ -69,10 +69,14 @@ def _draw_osteophytes(canvas: Canvas, anat: Anatomy, period: float) -> None:
     z = np.floor(anat.z_bottom / period) * period + 3.0 * anat.k
     while z < anat.z_top:
         for side in (1.0, -1.0):
-            centre = (z, anat.y_spine + 0.6 * anat.r_vertebra,
-                      anat.bx + side * 0.85 * anat.r_vertebra)
-            ellipsoid(canvas, centre, (4.0 * anat.k, 4.5 * s, 4.5 * s), HU["cortical"],
-                      LABEL["bone"])
+            centre = (
+                z,
+                anat.y_spine + 0.6 * anat.r_vertebra,
+                anat.bx + side * 0.85 * anat.r_vertebra,
+            )
+            ellipsoid(
+                canvas, centre, (4.0 * anat.k, 4.5 * s, 4.5 * s), HU["cortical"], LABEL["bone"]
+            )
         z += period
 
 
@@ -110,5 +114,11 @@ def draw_shoulder_girdle(canvas: Canvas, anat: Anatomy) -> None:
         ]
         tube(canvas, clavicle, 6.0 * s, HU["rib"] + 100.0, LABEL["bone"], within=body)
         scapula = (15.0 * k, anat.by - 0.78 * anat.b, anat.bx + side * 0.55 * anat.a)
-        ellipsoid(canvas, scapula, (55.0 * k, 4.0 * s, 38.0 * s), HU["rib"], LABEL["bone"],
-                  within=outside_cavity)
+        ellipsoid(
+            canvas,
+            scapula,
+            (55.0 * k, 4.0 * s, 38.0 * s),
+            HU["rib"],
+            LABEL["bone"],
+            within=outside_cavity,
+        )

@@ -23,7 +23,11 @@ from ctrg.data.phantom_bones import draw_ribs, draw_shoulder_girdle, draw_spine
 from ctrg.data.phantom_findings import Finding, label_vector, sample_findings
 from ctrg.data.phantom_grid import Canvas, Grid
 from ctrg.data.phantom_organs import (
-    draw_airway, draw_esophagus, draw_lung_vessels, draw_mediastinum, draw_thyroid,
+    draw_airway,
+    draw_esophagus,
+    draw_lung_vessels,
+    draw_mediastinum,
+    draw_thyroid,
 )
 from ctrg.data.phantom_report import compose_report, structure_sentences
 
@@ -75,7 +79,9 @@ class PhantomCase:
         return label_vector(self.findings)
 
 
-def case_grid(rng: np.random.Generator, synth: dict[str, Any]) -> tuple[Grid, dict[str, float], bool]:
+def case_grid(
+    rng: np.random.Generator, synth: dict[str, Any]
+) -> tuple[Grid, dict[str, float], bool]:
     """Per-case field of view, slice thickness and coverage -> grid and scan geometry.
 
     Returns:
@@ -97,7 +103,9 @@ def case_grid(rng: np.random.Generator, synth: dict[str, Any]) -> tuple[Grid, di
     return grid, {"fov": fov, "coverage": coverage, "z_bottom": z_bottom}, descending
 
 
-def _draw_anatomy(canvas: Canvas, anat: Anatomy, findings: list[Finding], rng: np.random.Generator) -> None:
+def _draw_anatomy(
+    canvas: Canvas, anat: Anatomy, findings: list[Finding], rng: np.random.Generator
+) -> None:
     labels = {f.label for f in findings}
     bone = {
         "osteophytes": "Degenerative osteophytes" in labels,
@@ -115,8 +123,9 @@ def _draw_anatomy(canvas: Canvas, anat: Anatomy, findings: list[Finding], rng: n
     draw_shoulder_girdle(canvas, anat)
 
 
-def _paint_findings(canvas: Canvas, anat: Anatomy, findings: list[Finding],
-                    rng: np.random.Generator) -> list[Finding]:
+def _paint_findings(
+    canvas: Canvas, anat: Anatomy, findings: list[Finding], rng: np.random.Generator
+) -> list[Finding]:
     """Paint in PAINT_ORDER; drop CT-RATE findings that left no voxel (so labels stay true)."""
     for label, painter in PAINT_ORDER:
         for f in (f for f in findings if f.label == label):
@@ -133,14 +142,17 @@ def _paint_findings(canvas: Canvas, anat: Anatomy, findings: list[Finding],
     return kept
 
 
-def _form_image(canvas: Canvas, rng: np.random.Generator, synth: dict[str, Any], fov: float) -> tuple[np.ndarray, float]:
+def _form_image(
+    canvas: Canvas, rng: np.random.Generator, synth: dict[str, Any], fov: float
+) -> tuple[np.ndarray, float]:
     """Partial-volume blur, quantum noise, circular reconstruction field, int16 HU.
 
     Returns:
         int16 ``(D, H, W)`` HU and the noise standard deviation used.
     """
     grid = canvas.grid
-    blurred = ndimage.gaussian_filter(canvas.hu, sigma=synth["blur_voxels"], mode="nearest")
+    sigma = [mm / spacing for mm, spacing in zip(synth["blur_mm"], grid.spacing)]
+    blurred = ndimage.gaussian_filter(canvas.hu, sigma=sigma, mode="nearest")
     noise = float(rng.uniform(*synth["noise_hu"]))
     blurred += rng.standard_normal(grid.shape, dtype=np.float32) * noise
     outside = (grid.x**2 + grid.y**2) > (fov / 2.0) ** 2
@@ -168,8 +180,15 @@ def generate_case(synth: dict[str, Any], seed: int, index: int) -> PhantomCase:
     hu, noise = _form_image(canvas, rng, synth, geometry["fov"])
     sentences = structure_sentences(findings, anat.female, rng)
     return PhantomCase(
-        case_id=case_id, grid=grid, descending=descending, hu=hu,
-        structures=canvas.structures, finding_map=canvas.findings, findings=findings,
-        sentences=sentences, report=compose_report(sentences), female=anat.female,
+        case_id=case_id,
+        grid=grid,
+        descending=descending,
+        hu=hu,
+        structures=canvas.structures,
+        finding_map=canvas.findings,
+        findings=findings,
+        sentences=sentences,
+        report=compose_report(sentences),
+        female=anat.female,
         noise_hu=noise,
     )

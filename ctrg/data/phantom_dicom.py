@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ctrg.data.phantom_grid import Grid
 
+RESCALE_INTERCEPT = -1024.0
+RESCALE_SLOPE = 1.0
+
+
+def deterministic_uid(*parts: object) -> str:
+    """A valid DICOM UID (``2.25.<int>``) derived from a hash of ``parts``."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return "2.25." + str(int.from_bytes(digest[:15], "big"))
+
+
 STUDY_DATE = "20240101"
 
 
-def slice_dataset(pixels: np.ndarray, grid: Grid, index: int, series_uid: str, study_uid: str,
-                  patient: dict[str, str], case_id: str, seed: int) -> Dataset:
+def slice_dataset(
+    pixels: np.ndarray,
+    grid: Grid,
+    index: int,
+    series_uid: str,
+    study_uid: str,
+    patient: dict[str, str],
+    case_id: str,
+    seed: int,
+) -> Dataset:
     """The dataset of canonical slice ``index``.
 
     Args:
@@ -21,15 +41,16 @@ def slice_dataset(pixels: np.ndarray, grid: Grid, index: int, series_uid: str, s
         grid: the case grid (canonical ``(S, A, R)``, RAS+ origin).
         index: canonical slice index (inferior -> superior).
     """
-    (nz, ny, nx), (sz, sy, sx), (z0, y0, x0) = grid.shape, grid.spacing, grid.origin
-    from ctrg.data.phantom_io import RESCALE_INTERCEPT, RESCALE_SLOPE, deterministic_uid
+    (_, ny, nx), (sz, sy, sx), (z0, y0, x0) = grid.shape, grid.spacing, grid.origin
 
     sop_uid = deterministic_uid("sop", seed, case_id, index)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = generate_uid(prefix="1.2.826.0.1.3680043.8.498.", entropy_srcs=["ctrg"])
+    meta.ImplementationClassUID = generate_uid(
+        prefix="1.2.826.0.1.3680043.8.498.", entropy_srcs=["ctrg"]
+    )
     ds = Dataset()
     ds.file_meta = meta
     ds.SOPClassUID = CTImageStorage
@@ -49,7 +70,9 @@ def slice_dataset(pixels: np.ndarray, grid: Grid, index: int, series_uid: str, s
     ds.PatientSex = "O"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
     ds.ImagePositionPatient = [
-        float(-(x0 + (nx - 1) * sx)), float(-(y0 + (ny - 1) * sy)), float(z0 + index * sz)
+        float(-(x0 + (nx - 1) * sx)),
+        float(-(y0 + (ny - 1) * sy)),
+        float(z0 + index * sz),
     ]
     ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     ds.PixelSpacing = [float(sy), float(sx)]

@@ -15,8 +15,13 @@ import numpy as np
 from ctrg.anatomy import CTRATE_LABELS
 
 LOBES = ("upper lobe", "middle lobe", "lower lobe")
-LOBE_CODE = {("right", "upper lobe"): 0, ("right", "middle lobe"): 1, ("right", "lower lobe"): 2,
-             ("left", "upper lobe"): 3, ("left", "lower lobe"): 4}
+LOBE_CODE = {
+    ("right", "upper lobe"): 0,
+    ("right", "middle lobe"): 1,
+    ("right", "lower lobe"): 2,
+    ("left", "upper lobe"): 3,
+    ("left", "lower lobe"): 4,
+}
 """(side, lobe) -> code of ``Anatomy.lobe``."""
 
 LABEL_STRUCTURE: dict[str, str] = {
@@ -63,10 +68,17 @@ class Finding:
     def row(self, case_id: str) -> dict[str, Any]:
         """The ``findings.csv`` row."""
         return {
-            "case_id": case_id, "label": self.label, "structure": self.structure,
-            "side": self.side, "lobe": self.lobe, "size_mm": round(self.size_mm, 1),
-            "amount": self.amount, "location": self.location, "count": self.count,
-            "n_voxels": self.n_voxels, "ctrate": int(self.ctrate),
+            "case_id": case_id,
+            "label": self.label,
+            "structure": self.structure,
+            "side": self.side,
+            "lobe": self.lobe,
+            "size_mm": round(self.size_mm, 1),
+            "amount": self.amount,
+            "location": self.location,
+            "count": self.count,
+            "n_voxels": self.n_voxels,
+            "ctrate": int(self.ctrate),
         }
 
 
@@ -86,13 +98,21 @@ def _one_side(rng: np.random.Generator) -> str:
     return "right" if rng.random() < 0.5 else "left"
 
 
-def _lung_lesions(rng: np.random.Generator, label: str, n: int, sizes: tuple[float, float],
-                  lower_bias: float) -> list[Finding]:
+def _lung_lesions(
+    rng: np.random.Generator, label: str, n: int, sizes: tuple[float, float], lower_bias: float
+) -> list[Finding]:
     found = []
     for _ in range(n):
         side = _one_side(rng)
-        found.append(Finding(label, "lung", side=side, lobe=_lobe(rng, side, lower_bias),
-                             size_mm=float(np.round(rng.uniform(*sizes)))))
+        found.append(
+            Finding(
+                label,
+                "lung",
+                side=side,
+                lobe=_lobe(rng, side, lower_bias),
+                size_mm=float(np.round(rng.uniform(*sizes))),
+            )
+        )
     return found
 
 
@@ -100,38 +120,83 @@ def _sample_label(rng: np.random.Generator, label: str) -> list[Finding]:
     """Attributes of one positive label (one or more Finding records)."""
     st = LABEL_STRUCTURE[label]
     if label == "Medical material":
-        device = ("port catheter", "pacemaker", "nasogastric tube")[int(rng.choice(3, p=[0.45, 0.35, 0.2]))]
-        return [Finding(label, st, location=device, side="right" if device == "port catheter" else "left")]
+        device = ("port catheter", "pacemaker", "nasogastric tube")[
+            int(rng.choice(3, p=[0.45, 0.35, 0.2]))
+        ]
+        return [
+            Finding(
+                label, st, location=device, side="right" if device == "port catheter" else "left"
+            )
+        ]
     if label == "Arterial wall calcification":
         marked = rng.random() < 0.4
-        return [Finding(label, st, amount="marked" if marked else "mild",
-                        count=int(rng.integers(7, 12) if marked else rng.integers(3, 6)))]
+        return [
+            Finding(
+                label,
+                st,
+                amount="marked" if marked else "mild",
+                count=int(rng.integers(7, 12) if marked else rng.integers(3, 6)),
+            )
+        ]
     if label == "Cardiomegaly":
         factor = float(rng.uniform(1.24, 1.42))
-        return [Finding(label, st, amount="marked" if factor > 1.33 else "mild",
-                        extra={"factor": factor})]
+        return [
+            Finding(
+                label, st, amount="marked" if factor > 1.33 else "mild", extra={"factor": factor}
+            )
+        ]
     if label == "Pericardial effusion":
         size = float(np.round(rng.uniform(7, 18)))
         return [Finding(label, st, size_mm=size, amount="small" if size < 12 else "moderate")]
     if label == "Coronary artery wall calcification":
         vessels = ["LAD", "RCA", "circumflex"]
         chosen = sorted(rng.choice(3, size=int(rng.integers(1, 4)), replace=False))
-        return [Finding(label, st, location=",".join(vessels[i] for i in chosen),
-                        count=len(chosen) * int(rng.integers(1, 3)))]
+        return [
+            Finding(
+                label,
+                st,
+                location=",".join(vessels[i] for i in chosen),
+                count=len(chosen) * int(rng.integers(1, 3)),
+            )
+        ]
     if label == "Hiatal hernia":
         return [Finding(label, st, size_mm=float(np.round(rng.uniform(35, 60))))]
     if label == "Lymphadenopathy":
         n = int(rng.integers(1, 3))
         stations = rng.choice(len(STATIONS), size=n, replace=False)
-        return [Finding(label, st, location=STATIONS[i], size_mm=float(np.round(rng.uniform(13, 24))),
-                        extra={"long": float(rng.uniform(1.2, 1.6))}) for i in stations]
+        return [
+            Finding(
+                label,
+                st,
+                location=STATIONS[i],
+                size_mm=float(np.round(rng.uniform(13, 24))),
+                extra={"long": float(rng.uniform(1.2, 1.6))},
+            )
+            for i in stations
+        ]
     if label == "Emphysema":
         kind = "paraseptal" if rng.random() < 0.3 else "centrilobular"
-        return [Finding(label, st, side=_side(rng, 0.75), lobe="upper lobe", location=kind,
-                        amount=("mild", "moderate", "severe")[int(rng.integers(0, 3))])]
+        return [
+            Finding(
+                label,
+                st,
+                side=_side(rng, 0.75),
+                lobe="upper lobe",
+                location=kind,
+                amount=("mild", "moderate", "severe")[int(rng.integers(0, 3))],
+            )
+        ]
     if label == "Atelectasis":
-        return [Finding(label, st, side=_side(rng, 0.35), lobe="lower lobe",
-                        location="posterobasal", size_mm=float(np.round(rng.uniform(14, 24))))]
+        return [
+            Finding(
+                label,
+                st,
+                side=_side(rng, 0.35),
+                lobe="lower lobe",
+                location="posterobasal",
+                size_mm=float(np.round(rng.uniform(14, 24))),
+            )
+        ]
     if label == "Lung nodule":
         return _lung_lesions(rng, label, int(rng.integers(1, 4)), (10, 25), 0.3)
     if label == "Lung opacity":
@@ -141,7 +206,9 @@ def _sample_label(rng: np.random.Generator, label: str) -> list[Finding]:
         return [Finding(label, st, side=side, lobe="upper lobe", count=int(rng.integers(2, 5)))]
     if label == "Pleural effusion":
         amount = ("minimal", "small", "moderate")[int(rng.choice(3, p=[0.3, 0.45, 0.25]))]
-        size = {"minimal": 12.0, "small": 22.0, "moderate": 40.0}[amount] + float(rng.integers(-3, 4))
+        size = {"minimal": 12.0, "small": 22.0, "moderate": 40.0}[amount] + float(
+            rng.integers(-3, 4)
+        )
         return [Finding(label, st, side=_side(rng, 0.4), amount=amount, size_mm=size)]
     if label == "Consolidation":
         return _lung_lesions(rng, label, 1, (35, 65), 1.5)
@@ -173,8 +240,14 @@ def sample_findings(rng: np.random.Generator, synth: dict[str, Any]) -> list[Fin
         if rng.random() < bone["osteophytes"]:
             findings.append(Finding("Degenerative osteophytes", "bone", ctrate=False))
         if rng.random() < bone["compression"]:
-            findings.append(Finding("Vertebral compression", "bone", ctrate=False,
-                                    amount=("mild", "moderate")[int(rng.integers(0, 2))]))
+            findings.append(
+                Finding(
+                    "Vertebral compression",
+                    "bone",
+                    ctrate=False,
+                    amount=("mild", "moderate")[int(rng.integers(0, 2))],
+                )
+            )
     return findings
 
 

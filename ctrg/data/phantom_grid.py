@@ -129,7 +129,10 @@ class Canvas:
 
 
 def ellipse_mask(
-    grid: Grid, cx: np.ndarray | float, cy: np.ndarray | float, ax: np.ndarray | float,
+    grid: Grid,
+    cx: np.ndarray | float,
+    cy: np.ndarray | float,
+    ax: np.ndarray | float,
     ay: np.ndarray | float,
 ) -> np.ndarray:
     """Axial ellipses (one per slice when the parameters are ``(D, 1, 1)`` arrays).
@@ -143,8 +146,12 @@ def ellipse_mask(
 
 
 def ellipsoid(
-    canvas: Canvas, center: Sequence[float], radii: Sequence[float], hu: float,
-    structure: int | None = None, finding: int | None = None,
+    canvas: Canvas,
+    center: Sequence[float],
+    radii: Sequence[float],
+    hu: float,
+    structure: int | None = None,
+    finding: int | None = None,
     within: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Paint an axis-aligned ellipsoid (``center``, ``radii`` as ``(z, y, x)`` mm).
@@ -175,9 +182,14 @@ def ellipsoid(
 
 
 def tube(
-    canvas: Canvas, points: Sequence[Sequence[float]], radii: Sequence[float] | float, hu: float,
-    structure: int | None = None, finding: int | None = None,
-    within: np.ndarray | None = None, record: np.ndarray | None = None,
+    canvas: Canvas,
+    points: Sequence[Sequence[float]],
+    radii: Sequence[float] | float,
+    hu: float,
+    structure: int | None = None,
+    finding: int | None = None,
+    within: np.ndarray | None = None,
+    record: np.ndarray | None = None,
 ) -> int:
     """Paint a tube (capsules) along a polyline of world points ``(z, y, x)`` mm.
 

@@ -15,11 +15,14 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ctrg.data.phantom_dicom import (
+    RESCALE_INTERCEPT,
+    RESCALE_SLOPE,
+    deterministic_uid,
+    slice_dataset,
+)
 from ctrg.data.phantom_grid import Grid
 from ctrg.runtime import atomic_path
-
-RESCALE_INTERCEPT = -1024.0
-RESCALE_SLOPE = 1.0
 
 
 def stored_affine(grid: Grid, descending: bool) -> np.ndarray:
@@ -61,15 +64,11 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray, compresslevel
         tmp.write_bytes(data)
 
 
-def deterministic_uid(*parts: object) -> str:
-    """A valid DICOM UID (``2.25.<int>``) derived from a hash of ``parts``."""
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return "2.25." + str(int.from_bytes(digest[:15], "big"))
-
-
 def fake_patient(case_id: str, seed: int) -> dict[str, str]:
     """Made-up identifying fields, so that de-identification can be tested."""
-    rng = np.random.default_rng(int(hashlib.sha256(f"{seed}/{case_id}".encode()).hexdigest()[:12], 16))
+    rng = np.random.default_rng(
+        int(hashlib.sha256(f"{seed}/{case_id}".encode()).hexdigest()[:12], 16)
+    )
     family = ["Doe", "Roe", "Smith", "Miller", "Novak", "Garcia", "Yilmaz", "Kowalski"]
     given = ["Jane", "John", "Alex", "Maria", "Ali", "Eva", "Tom", "Lena"]
     year = int(rng.integers(1940, 2000))
@@ -81,8 +80,9 @@ def fake_patient(case_id: str, seed: int) -> dict[str, str]:
     }
 
 
-def write_dicom_series(folder: Path, canonical_hu: np.ndarray, grid: Grid, case_id: str,
-                       seed: int) -> int:
+def write_dicom_series(
+    folder: Path, canonical_hu: np.ndarray, grid: Grid, case_id: str, seed: int
+) -> int:
     """Write one CT Image Storage file per axial slice (LPS, rescaled int16 pixels).
 
     Args:
@@ -91,8 +91,6 @@ def write_dicom_series(folder: Path, canonical_hu: np.ndarray, grid: Grid, case_
     Returns:
         the number of files written.
     """
-    from ctrg.data.phantom_dicom import slice_dataset
-
     folder.mkdir(parents=True, exist_ok=True)
     series_uid = deterministic_uid("series", seed, case_id)
     study_uid = deterministic_uid("study", seed, case_id)

@@ -24,6 +24,11 @@ def lung_mask(canvas: Canvas) -> np.ndarray:
     return canvas.structures == LABEL["lung"]
 
 
+def parenchyma(canvas: Canvas) -> np.ndarray:
+    """Aerated lung without vessels or earlier lesions (where diffuse patterns are drawn)."""
+    return lung_mask(canvas) & (canvas.hu < -500) & (canvas.findings == 0)
+
+
 def _sides(side: str) -> tuple[str, ...]:
     return ("right", "left") if side == "bilateral" else (side,)
 
@@ -35,8 +40,9 @@ def _side_mask(canvas: Canvas, anat: Anatomy, side: str) -> np.ndarray:
     return canvas.grid.x > anat.mx if side == "right" else canvas.grid.x <= anat.mx
 
 
-def lobe_point(canvas: Canvas, anat: Anatomy, side: str, lobe: str, radius: float,
-               rng: np.random.Generator) -> np.ndarray | None:
+def lobe_point(
+    canvas: Canvas, anat: Anatomy, side: str, lobe: str, radius: float, rng: np.random.Generator
+) -> np.ndarray | None:
     """A random lung point of a lobe whose +-0.7 radius neighbours are lung too.
 
     Returns:
@@ -65,8 +71,15 @@ def paint_nodule(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gener
     if centre is None:
         return
     radii = radius * rng.uniform(0.88, 1.12, 3)
-    mask = ellipsoid(canvas, centre, radii, float(rng.uniform(30, 55)), None, value(f.label),
-                     within=lung_mask(canvas))
+    mask = ellipsoid(
+        canvas,
+        centre,
+        radii,
+        float(rng.uniform(30, 55)),
+        None,
+        value(f.label),
+        within=lung_mask(canvas),
+    )
     f.n_voxels = int(mask.sum()) if mask is not None else 0
 
 
@@ -83,18 +96,22 @@ def paint_patch(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Genera
     if mask is None:
         return
     if consolidation:
-        end = centre + np.array([radii[0] * 0.5, radii[1] * 0.2, (1 if f.side == "right" else -1) * radii[2] * 0.7])
+        end = centre + np.array(
+            [radii[0] * 0.5, radii[1] * 0.2, (1 if f.side == "right" else -1) * radii[2] * 0.7]
+        )
         tube(canvas, [centre - (end - centre), end], 2.2, HU["air"], None, None, within=mask)
     f.n_voxels = int(mask.sum())
 
 
 def paint_emphysema(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """Low attenuation of the upper zones with scattered bullae (air cysts)."""
+    """Patchy low attenuation (about -960 HU) of the upper zones with scattered bullae."""
     grid = canvas.grid
-    lungs = lung_mask(canvas) & _side_mask(canvas, anat, f.side)
-    depth = {"mild": 0.35, "moderate": 0.5, "severe": 0.65}[f.amount]
-    zone = lungs & (grid.z > anat.z_apex - depth * (anat.z_apex - anat.z_dome_l))
-    base = -950.0 + 12.0 * smooth_field(rng, grid.shape, tuple(max(2, n // 8) for n in grid.shape))
+    lungs = parenchyma(canvas) & _side_mask(canvas, anat, f.side)
+    depth = {"mild": 0.4, "moderate": 0.55, "severe": 0.7}[f.amount]
+    height = (grid.z - anat.z_dome_l) / (anat.z_apex - anat.z_dome_l)  # 0 base -> 1 apex
+    patches = smooth_field(rng, grid.shape, tuple(max(3, n // 8) for n in grid.shape))
+    zone = lungs & (height + 0.25 * patches > 1.0 - depth)
+    base = -962.0 + 10.0 * patches
     canvas.paint(FULL, zone, base, None, value(f.label))
     idx = np.argwhere(zone[:, ::3, ::3]) * np.array([1, 3, 3])
     n_bullae = min(len(idx), {"mild": 4, "moderate": 8, "severe": 14}[f.amount])
@@ -156,19 +173,26 @@ def paint_fibrosis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gen
         direction = rng.normal(0, 1, 3)
         direction[2] = abs(direction[2]) * (1 if side == "right" else -1)
         end = start + direction / np.linalg.norm(direction) * rng.uniform(25, 45) * anat.s
-        total += tube(canvas, [start, end], 3.2 * anat.s, -80.0, None, value(f.label),
-                      within=lungs, record=record)
+        total += tube(
+            canvas,
+            [start, end],
+            3.2 * anat.s,
+            -80.0,
+            None,
+            value(f.label),
+            within=lungs,
+            record=record,
+        )
     f.n_voxels = int(record.sum())
 
 
 def paint_mosaic(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
     """Geographic low-attenuation (air trapping) lobules next to denser normal lung."""
     grid = canvas.grid
-    lungs = lung_mask(canvas) & (canvas.findings == 0)
+    lungs = parenchyma(canvas)
     pattern = smooth_field(rng, grid.shape, tuple(max(3, n // 6) for n in grid.shape))
     low = lungs & (pattern > 0.1)
     canvas.paint(FULL, low, -935.0, None, value(f.label))
-    canvas.paint(FULL, lungs & (pattern < -0.15), -790.0, None, None)
     f.n_voxels = int(low.sum())
 
 
@@ -177,15 +201,19 @@ def paint_septal(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gener
     grid = canvas.grid
     cav_a, cav_b = cavity_profile(anat, grid)
     core = ellipse_mask(grid, anat.bx, anat.by, cav_a - 22.0 * anat.s, cav_b - 22.0 * anat.s)
-    zone = lung_mask(canvas) & ~core & (grid.z < -20.0 * anat.k) & (canvas.findings == 0)
+    zone = parenchyma(canvas) & ~core & (grid.z < -20.0 * anat.k)
     step = 11.0 * anat.s
-    septa = (np.mod(grid.x, step) < 3.0) | (np.mod(grid.y, step) < 3.0) | (np.mod(grid.z, step) < 3.0)
+    septa = (
+        (np.mod(grid.x, step) < 3.0) | (np.mod(grid.y, step) < 3.0) | (np.mod(grid.z, step) < 3.0)
+    )
     hu = np.where(septa, -250.0, -720.0).astype(np.float32)
     canvas.paint(FULL, zone, hu, None, value(f.label))
     f.n_voxels = int(zone.sum())
 
 
-def paint_bronchiectasis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
+def paint_bronchiectasis(
+    canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
+) -> None:
     """Dilated thick-walled bronchi running out into the lower lobes."""
     lungs = lung_mask(canvas)
     record = np.zeros(canvas.grid.shape, dtype=bool)
@@ -196,21 +224,39 @@ def paint_bronchiectasis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.rand
             end = tip + rng.normal(0, 14.0, 3) * anat.s
             start = hilum + (tip - hilum) * 0.3
             r = float(rng.uniform(4.5, 6.5)) * anat.s + (1.5 if f.location == "varicose" else 0.0)
-            tube(canvas, [start, end], r + 2.5, HU["soft"], None, value(f.label), within=lungs,
-                 record=record)
+            tube(
+                canvas,
+                [start, end],
+                r + 2.5,
+                HU["soft"],
+                None,
+                value(f.label),
+                within=lungs,
+                record=record,
+            )
             tube(canvas, [start, end], r, HU["air"], None, None, within=record)
     f.n_voxels = int(record.sum())
 
 
-def paint_peribronchial(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
+def paint_peribronchial(
+    canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
+) -> None:
     """A soft-tissue cuff around the main and lobar bronchi (structure: trachea and bronchi)."""
     record = np.zeros(canvas.grid.shape, dtype=bool)
     allowed = lung_mask(canvas) | (canvas.structures == LABEL["trachea and bronchi"])
     names = [n for n in anat.paths if n.split("_")[0] in ("right", "left")]
     for name in names:
         points, radius = anat.paths[name]
-        tube(canvas, points, radius + 5.0 * anat.s, HU["soft"] + 5.0, LABEL["trachea and bronchi"],
-             value(f.label), within=allowed, record=record)
+        tube(
+            canvas,
+            points,
+            radius + 5.0 * anat.s,
+            HU["soft"] + 5.0,
+            LABEL["trachea and bronchi"],
+            value(f.label),
+            within=allowed,
+            record=record,
+        )
     for name in names:
         points, radius = anat.paths[name]
         lumen = radius * (1.6 if name.endswith("main") else 1.0)

@@ -17,16 +17,25 @@ def paint_cardiomegaly(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random
     f.n_voxels = int(heart.sum())
 
 
-def paint_pericardial_effusion(canvas: Canvas, anat: Anatomy, f: Finding,
-                               rng: np.random.Generator) -> None:
+def paint_pericardial_effusion(
+    canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
+) -> None:
     """Fluid (water density) between the heart and the pericardial fat, ``f.size_mm`` thick."""
     centre, radii = anat.heart_geometry()
     allowed = anat.masks["thorax"] | anat.masks["abdomen"] | anat.masks["heart"]
     t = f.size_mm
-    ellipsoid(canvas, centre, [r + t + 3.0 for r in radii], HU["fat"], LABEL["heart"], 0,
-              within=allowed)
-    sac = ellipsoid(canvas, centre, [r + t for r in radii], HU["water"] + 3.0, LABEL["heart"],
-                    value(f.label), within=allowed)
+    ellipsoid(
+        canvas, centre, [r + t + 3.0 for r in radii], HU["fat"], LABEL["heart"], 0, within=allowed
+    )
+    sac = ellipsoid(
+        canvas,
+        centre,
+        [r + t for r in radii],
+        HU["water"] + 3.0,
+        LABEL["heart"],
+        value(f.label),
+        within=allowed,
+    )
     heart = ellipsoid(canvas, centre, radii, HU["blood"], LABEL["heart"], 0)
     if sac is None or heart is None:
         return
@@ -45,15 +54,17 @@ def paint_coronary(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gen
         direction /= np.linalg.norm(direction)
         point = np.asarray(centre) + direction * (np.asarray(radii) + 2.0)
         r = float(rng.uniform(3.5, 5.0))
-        mask = ellipsoid(canvas, point, (r, r, r), float(rng.uniform(700, 1000)), LABEL["heart"],
-                         value(f.label))
+        mask = ellipsoid(
+            canvas, point, (r, r, r), float(rng.uniform(700, 1000)), LABEL["heart"], value(f.label)
+        )
         if mask is not None:
             record |= mask
     f.n_voxels = int(record.sum())
 
 
-def paint_aortic_calcification(canvas: Canvas, anat: Anatomy, f: Finding,
-                               rng: np.random.Generator) -> None:
+def paint_aortic_calcification(
+    canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
+) -> None:
     """Calcified plaques on the wall of the aortic arch and descending aorta."""
     points, radius = anat.paths["aorta"]
     record = np.zeros(canvas.grid.shape, dtype=bool)
@@ -66,14 +77,23 @@ def paint_aortic_calcification(canvas: Canvas, anat: Anatomy, f: Finding,
         normal -= axis * (normal @ axis) / (axis @ axis)
         spot = axis_point + normal / np.linalg.norm(normal) * radius
         r = float(rng.uniform(3.5, 5.0))
-        mask = ellipsoid(canvas, spot, (r * 1.4, r, r), float(rng.uniform(600, 950)),
-                         None, value(f.label), within=canvas.structures == LABEL["heart"])
+        mask = ellipsoid(
+            canvas,
+            spot,
+            (r * 1.4, r, r),
+            float(rng.uniform(600, 950)),
+            None,
+            value(f.label),
+            within=canvas.structures == LABEL["heart"],
+        )
         if mask is not None:
             record |= mask
     f.n_voxels = int(record.sum())
 
 
-def paint_hiatal_hernia(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
+def paint_hiatal_hernia(
+    canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
+) -> None:
     """Stomach herniated above the hiatus behind the heart: wall, fluid and a gas cap."""
     points, _ = anat.paths["esophagus"]
     hiatus = points[2]
@@ -81,14 +101,16 @@ def paint_hiatal_hernia(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.rando
     centre = (hiatus[0] + 0.7 * r, hiatus[1] + 0.3 * r, hiatus[2] + 0.3 * r)
     radii = (r * 0.9, r * 0.85, r)
     allowed = anat.masks["thorax"] | anat.masks["abdomen"]
-    sac = ellipsoid(canvas, centre, radii, HU["soft"], LABEL["esophagus"], value(f.label),
-                    within=allowed)
+    sac = ellipsoid(
+        canvas, centre, radii, HU["soft"], LABEL["esophagus"], value(f.label), within=allowed
+    )
     if sac is None:
         return
-    inner = ellipsoid(canvas, centre, [x - 3.0 for x in radii], HU["fluid"] + 10.0, None, None,
-                      within=sac)
+    inner = ellipsoid(
+        canvas, centre, [x - 3.0 for x in radii], HU["fluid"] + 10.0, None, None, within=sac
+    )
     if inner is not None:
-        gas = inner & (canvas.grid.y > centre[1] + 0.2 * radii[1])
+        gas = inner & (canvas.grid.y > centre[1] - 0.1 * radii[1])  # supine: gas rises anteriorly
         canvas.paint(FULL, gas, HU["air"], None, None)
     f.n_voxels = int(sac.sum())
 
@@ -106,8 +128,15 @@ def paint_lymph_node(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.G
         "prevascular": (28.0 * k, y_front + 30.0 * s, anat.mx - 6.0 * s),
     }[f.location]
     allowed = anat.masks["mediastinum"] | anat.masks["thorax"]
-    mask = ellipsoid(canvas, where, (r_long, r_short, r_short * 1.1), HU["soft"] + 8.0,
-                     LABEL["heart"], value(f.label), within=allowed)
+    mask = ellipsoid(
+        canvas,
+        where,
+        (r_long, r_short, r_short * 1.1),
+        HU["soft"] + 8.0,
+        LABEL["heart"],
+        value(f.label),
+        within=allowed,
+    )
     f.extra["long_mm"] = float(np.round(2 * r_long))
     f.n_voxels = int(mask.sum()) if mask is not None else 0
 
@@ -128,13 +157,18 @@ def paint_device(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gener
         y_dev = anat.by + anat.b * np.sqrt(1 - 0.25) - 2.0 - 0.45 * anat.fat
         z_dev = 35.0 * k
         size = (7.0, 5.0, 10.0) if side > 0 else (14.0 * k, 5.0, 22.0 * s)
-        mask = ellipsoid(canvas, (z_dev, y_dev, x_dev), size, 2400.0, label, v,
-                         within=anat.masks["body"])
+        mask = ellipsoid(
+            canvas, (z_dev, y_dev, x_dev), size, 2400.0, label, v, within=anat.masks["body"]
+        )
         if mask is not None:
             record |= mask
         entry = (z_dev + 20.0 * k, anat.y_trachea + 20.0 * s, anat.bx + side * 0.3 * anat.a)
-        path = [(z_dev, y_dev, x_dev), entry, (40.0 * k, svc[0][1], svc[0][2]),
-                (hz + 0.45 * rz, svc[1][1], svc[1][2])]
+        path = [
+            (z_dev, y_dev, x_dev),
+            entry,
+            (40.0 * k, svc[0][1], svc[0][2]),
+            (hz + 0.45 * rz, svc[1][1], svc[1][2]),
+        ]
         if f.location == "pacemaker":
             path.append((hz - 0.3 * rz, hy + 0.4 * ry, hx + 0.2 * rx))
         tube(canvas, path, 2.4, 2200.0, label, v, record=record)

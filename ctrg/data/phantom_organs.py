@@ -26,14 +26,23 @@ def draw_mediastinum(canvas: Canvas, anat: Anatomy, rng: np.random.Generator) ->
     canvas.paint(FULL, slab, HU["fat"], LABEL["heart"])
     centre, radii = anat.heart_geometry()
     margin = 4.0 * s
-    outer = ellipsoid(canvas, centre, [r + margin for r in radii], HU["fat"], LABEL["heart"],
-                      within=thorax | anat.masks["abdomen"])
+    outer = ellipsoid(
+        canvas,
+        centre,
+        [r + margin for r in radii],
+        HU["fat"],
+        LABEL["heart"],
+        within=thorax | anat.masks["abdomen"],
+    )
     heart = ellipsoid(canvas, centre, radii, HU["blood"], LABEL["heart"])
     anat.masks["mediastinum"] = slab | (outer if outer is not None else False)
     anat.masks["heart"] = heart if heart is not None else np.zeros(grid.shape, bool)
     for _ in range(int(rng.integers(2, 5))):  # normal small nodes in the fat
-        point = (float(rng.uniform(-40, 20)) * k, anat.y_trachea + float(rng.uniform(-5, 25)) * s,
-                 anat.mx + float(rng.uniform(-20, 20)) * s)
+        point = (
+            float(rng.uniform(-40, 20)) * k,
+            anat.y_trachea + float(rng.uniform(-5, 25)) * s,
+            anat.mx + float(rng.uniform(-20, 20)) * s,
+        )
         ellipsoid(canvas, point, (4.0, 3.5, 3.5), HU["soft"], LABEL["heart"], within=slab)
     _draw_great_vessels(canvas, anat)
 
@@ -48,13 +57,15 @@ def _draw_great_vessels(canvas: Canvas, anat: Anatomy) -> None:
     x_asc = anat.mx + 10.0 * s
     y_asc = anat.y_trachea + anat.r_trachea + 10.0 * s + r_ao
     z_arch = 22.0 * k
-    aorta = np.array([
-        (hz + 0.55 * rz, hy - 0.2 * ry, x_asc - 2.0 * s),
-        (z_arch - 12.0 * k, y_asc, x_asc),
-        (z_arch + 8.0 * k, 0.5 * (y_asc + y_desc) + 6.0 * s, 0.5 * (x_asc + x_desc)),
-        (z_arch - 12.0 * k, y_desc, x_desc),
-        (anat.z_bottom - 10.0, y_desc + 4.0 * s, x_desc + 6.0 * s),
-    ])
+    aorta = np.array(
+        [
+            (hz + 0.55 * rz, hy - 0.2 * ry, x_asc - 2.0 * s),
+            (z_arch - 12.0 * k, y_asc, x_asc),
+            (z_arch + 8.0 * k, 0.5 * (y_asc + y_desc) + 6.0 * s, 0.5 * (x_asc + x_desc)),
+            (z_arch - 12.0 * k, y_desc, x_desc),
+            (anat.z_bottom - 10.0, y_desc + 4.0 * s, x_desc + 6.0 * s),
+        ]
+    )
     tube(canvas, aorta, r_ao, HU["blood"], LABEL["heart"])
     anat.paths["aorta"] = (aorta, r_ao)
     below = canvas.grid.z < np.minimum(anat.z_dome_l, anat.z_dome_r) - 30.0 * k
@@ -105,12 +116,14 @@ def draw_esophagus(canvas: Canvas, anat: Anatomy, rng: np.random.Generator) -> N
     s, k = anat.s, anat.k
     ye = anat.y_esophagus
     hiatus_z = anat.z_dome_l - 8.0 * k
-    points = np.array([
-        (anat.z_top + 10.0, ye, anat.mx - 3.0 * s),
-        (-60.0 * k, ye + 3.0 * s, anat.mx - 6.0 * s),
-        (hiatus_z, ye + 10.0 * s, anat.bx - 0.25 * anat.ac),
-        (hiatus_z - 25.0 * k, anat.by + 0.1 * anat.bc, anat.bx - 0.4 * anat.ac),
-    ])
+    points = np.array(
+        [
+            (anat.z_top + 10.0, ye, anat.mx - 3.0 * s),
+            (-60.0 * k, ye + 3.0 * s, anat.mx - 6.0 * s),
+            (hiatus_z, ye + 10.0 * s, anat.bx - 0.25 * anat.ac),
+            (hiatus_z - 25.0 * k, anat.by + 0.1 * anat.bc, anat.bx - 0.4 * anat.ac),
+        ]
+    )
     tube(canvas, points, 7.5 * s, HU["soft"], LABEL["esophagus"])
     if rng.random() < 0.4:
         tube(canvas, points[:2], 2.0, HU["air"], LABEL["esophagus"])
@@ -136,10 +149,18 @@ def draw_lung_vessels(canvas: Canvas, anat: Anatomy, rng: np.random.Generator) -
     for side in (1.0, -1.0):
         hilum = np.array([-15.0 * k, anat.y_trachea - 4.0 * s, anat.mx + side * 0.4 * anat.ac])
         for _ in range(7):
-            direction = np.array([rng.uniform(-1.2, 1.0), rng.uniform(-1, 1), side * rng.uniform(0.3, 1)])
+            direction = np.array(
+                [rng.uniform(-1.2, 1.0), rng.uniform(-1, 1), side * rng.uniform(0.3, 1)]
+            )
             direction /= np.linalg.norm(direction)
             length = float(rng.uniform(50, 90)) * s
             mid = hilum + direction * length * 0.5
             end = hilum + direction * length + rng.normal(0, 8 * s, 3)
-            tube(canvas, [hilum, mid, end], [4.0 * s, 2.8 * s, 1.6 * s], HU["blood"],
-                 LABEL["lung"], within=lungs)
+            tube(
+                canvas,
+                [hilum, mid, end],
+                [4.0 * s, 2.8 * s, 1.6 * s],
+                HU["blood"],
+                LABEL["lung"],
+                within=lungs,
+            )

@@ -66,29 +66,29 @@ POSITIVE: dict[str, list[str]] = {
     ],
     "Emphysema": [
         "{Kind} emphysematous changes are seen in the upper lobes of {lung}.",
-        "{Kind} emphysema predominantly involves the {lobe}.",
-        "There are {amount} emphysematous areas in the {lobe}.",
+        "{Kind} emphysema predominantly involves {the_lobe}.",
+        "There are {amount} emphysematous areas in {the_lobe}.",
     ],
     "Atelectasis": [
-        "Subsegmental atelectasis is seen in the posterobasal segment of the {lobe}.",
+        "Subsegmental atelectasis is seen in the posterobasal segment of {the_lobe}.",
         "Atelectatic changes are noted at the base of {lung}.",
-        "There is dependent atelectasis in the {lobe}.",
+        "There is dependent atelectasis in {the_lobe}.",
     ],
     "Lung nodule": [
-        "A {size} mm solid nodule is present in the {lobe}.",
-        "In the {lobe} there is a nodule measuring {size} mm.",
-        "A pulmonary nodule of {size} mm in diameter is noted in the {lobe}.",
-        "A solid nodular lesion measuring {size} mm is observed in the {lobe}.",
+        "A {size} mm solid nodule is present in {the_lobe}.",
+        "In {the_lobe} there is a nodule measuring {size} mm.",
+        "A pulmonary nodule of {size} mm in diameter is noted in {the_lobe}.",
+        "A solid nodular lesion measuring {size} mm is observed in {the_lobe}.",
     ],
     "Lung opacity": [
-        "An area of ground-glass opacity measuring about {size} mm is seen in the {lobe}.",
-        "There is a ground glass density area in the {lobe}.",
-        "Patchy ground-glass opacity involves the {lobe}.",
+        "An area of ground-glass opacity measuring about {size} mm is seen in {the_lobe}.",
+        "There is a ground glass density area in {the_lobe}.",
+        "Patchy ground-glass opacity involves {the_lobe}.",
     ],
     "Pulmonary fibrotic sequela": [
-        "Linear fibrotic sequelae are seen in the {lobe}.",
+        "Linear fibrotic sequelae are seen in {the_lobe}.",
         "Fibrotic bands consistent with sequelae are noted in the apical parts of {lung}.",
-        "Parenchymal fibrotic sequela changes are present in the {lobe}.",
+        "Parenchymal fibrotic sequela changes are present in {the_lobe}.",
     ],
     "Pleural effusion": [
         "{Amount} pleural effusion is present {on_side}, measuring {size} mm at its thickest.",
@@ -106,14 +106,14 @@ POSITIVE: dict[str, list[str]] = {
         "There is bronchial wall thickening at both hila.",
     ],
     "Consolidation": [
-        "A consolidation area of about {size} mm with air bronchograms is seen in the {lobe}.",
-        "There is consolidation in the {lobe}.",
-        "Consolidated lung parenchyma with air bronchograms is present in the {lobe}.",
+        "A consolidation area of about {size} mm with air bronchograms is seen in {the_lobe}.",
+        "There is consolidation in {the_lobe}.",
+        "Consolidated lung parenchyma with air bronchograms is present in {the_lobe}.",
     ],
     "Bronchiectasis": [
-        "{Kind} bronchiectasis is seen in the {lobe}.",
+        "{Kind} bronchiectasis is seen in {the_lobe}.",
         "There are bronchiectatic changes in the lower lobe of {lung}.",
-        "Dilated, thick-walled bronchi consistent with bronchiectasis are present in the {lobe}.",
+        "Dilated, thick-walled bronchi consistent with bronchiectasis are present in {the_lobe}.",
     ],
     "Interlobular septal thickening": [
         "Interlobular septal thickening is seen in the subpleural parts of both lower lobes.",
@@ -133,34 +133,59 @@ POSITIVE: dict[str, list[str]] = {
 
 NEGATIVE: dict[str, tuple[float, list[str]]] = {
     "Arterial wall calcification": (0.15, ["No calcified plaque is seen in the aortic wall."]),
-    "Cardiomegaly": (0.85, [
-        "Heart size and contour are normal.", "The heart is of normal size.",
-        "Cardiac size is within normal limits.",
-    ]),
-    "Pericardial effusion": (0.9, [
-        "No pericardial effusion or thickening is seen.", "There is no pericardial effusion.",
-        "Pericardial effusion or thickening was not detected.",
-    ]),
+    "Cardiomegaly": (
+        0.85,
+        [
+            "Heart size and contour are normal.",
+            "The heart is of normal size.",
+            "Cardiac size is within normal limits.",
+        ],
+    ),
+    "Pericardial effusion": (
+        0.9,
+        [
+            "No pericardial effusion or thickening is seen.",
+            "There is no pericardial effusion.",
+            "Pericardial effusion or thickening was not detected.",
+        ],
+    ),
     "Coronary artery wall calcification": (0.2, ["No coronary artery calcification is seen."]),
     "Hiatal hernia": (0.25, ["No hiatal hernia is seen.", "There is no hiatal hernia."]),
-    "Lymphadenopathy": (0.85, [
-        "No enlarged lymph nodes are seen in the mediastinum or hila.",
-        "No mediastinal lymphadenopathy of pathological size is detected.",
-        "Mediastinal and hilar lymph nodes are not enlarged.",
-    ]),
+    "Lymphadenopathy": (
+        0.85,
+        [
+            "No enlarged lymph nodes are seen in the mediastinum or hila.",
+            "No mediastinal lymphadenopathy of pathological size is detected.",
+            "Mediastinal and hilar lymph nodes are not enlarged.",
+        ],
+    ),
     "Emphysema": (0.15, ["No emphysema is seen.", "There are no emphysematous changes."]),
     "Atelectasis": (0.1, ["No atelectasis is present."]),
-    "Lung nodule": (0.6, [
-        "No pulmonary nodule is seen.", "No nodular lesion is detected in either lung.",
-        "There is no nodule in the lung parenchyma.",
-    ]),
-    "Lung opacity": (0.25, ["No ground-glass opacity is identified.", "There is no ground glass density."]),
-    "Pulmonary fibrotic sequela": (0.1, ["No fibrotic sequelae are seen."]),
-    "Pleural effusion": (0.85, [
-        "No pleural effusion is seen.", "There is no pleural effusion or pleural thickening.",
-        "Pleural effusion was not detected.",
-    ]),
-    "Mosaic attenuation pattern": (0.05, ["No mosaic attenuation pattern is seen."]),
+    "Lung nodule": (
+        0.6,
+        [
+            "No pulmonary nodule is seen.",
+            "No nodular lesion is detected in either lung.",
+            "There is no nodule in the lung parenchyma.",
+        ],
+    ),
+    "Lung opacity": (
+        0.25,
+        [
+            "No ground-glass opacity is identified in either lung.",
+            "There is no ground glass density in the lungs.",
+        ],
+    ),
+    "Pulmonary fibrotic sequela": (0.1, ["No fibrotic sequelae are seen in the lungs."]),
+    "Pleural effusion": (
+        0.85,
+        [
+            "No pleural effusion is seen.",
+            "There is no pleural effusion or pleural thickening.",
+            "Pleural effusion was not detected.",
+        ],
+    ),
+    "Mosaic attenuation pattern": (0.05, ["No mosaic attenuation pattern is seen in the lungs."]),
     "Peribronchial thickening": (0.05, ["No peribronchial thickening is seen."]),
     "Consolidation": (0.35, ["No consolidation is present.", "There is no area of consolidation."]),
     "Bronchiectasis": (0.1, ["No bronchiectasis is seen."]),
@@ -206,7 +231,10 @@ NORMAL: dict[str, list[str]] = {
         "Breast tissue is seen bilaterally without a focal mass.",
         "Both breasts are unremarkable within the field of view.",
     ],
-    "breast male": ["The chest wall soft tissues are normal.", "The axillary soft tissues are normal."],
+    "breast male": [
+        "The chest wall soft tissues are normal.",
+        "The axillary soft tissues are normal.",
+    ],
 }
 """Normal boilerplate per structure (used when the structure has no positive finding)."""
 

@@ -21,8 +21,10 @@ def _slice_centre(case: PhantomCase) -> tuple[int, int, int]:
     return tuple(int(round(c)) for c in np.argwhere(mask).mean(axis=0))  # type: ignore[return-value]
 
 
-def write_preview(case: PhantomCase, path: Path, window: tuple[float, float] = (-1000, 400)) -> None:
-    """Write a PNG: three planes (finding outlines in colour) above the wrapped report.
+def write_preview(case: PhantomCase, path: Path) -> None:
+    """Write a PNG: three planes in lung and mediastinal windows above the wrapped report.
+
+    Finding outlines (red) are drawn on the lung-window row.
 
     Axial is shown in radiological convention (patient's right on the image's left),
     anterior up; coronal and sagittal have superior up.
@@ -39,17 +41,19 @@ def write_preview(case: PhantomCase, path: Path, window: tuple[float, float] = (
         ("coronal", case.hu[:, h, ::-1][::-1], case.finding_map[:, h, ::-1][::-1], sz / sx),
         ("sagittal", case.hu[:, :, w][::-1], case.finding_map[:, :, w][::-1], sz / sy),
     ]
-    fig = plt.figure(figsize=(12, 8.5), dpi=90)
-    for i, (name, image, overlay, aspect) in enumerate(planes):
-        ax = fig.add_axes([0.01 + i * 0.33, 0.42, 0.31, 0.55])
-        ax.imshow(image, cmap="gray", vmin=window[0], vmax=window[1], aspect=aspect)
-        if overlay.any():
-            ax.contour(overlay > 0, levels=[0.5], colors="red", linewidths=0.8)
-        ax.set_title(f"{case.case_id} {name}", fontsize=9)
-        ax.axis("off")
+    fig = plt.figure(figsize=(13, 11), dpi=80)
+    windows = ((-1350.0, 150.0, "lung"), (-160.0, 240.0, "mediastinal"))
+    for row, (lo, hi, wname) in enumerate(windows):
+        for i, (name, image, overlay, aspect) in enumerate(planes):
+            ax = fig.add_axes([0.005 + i * 0.333, 0.66 - row * 0.33, 0.325, 0.31])
+            ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, aspect=aspect)
+            if overlay.any() and row == 0:
+                ax.contour(overlay > 0, levels=[0.5], colors="red", linewidths=0.7)
+            ax.set_title(f"{case.case_id} {name} ({wname} window)", fontsize=8)
+            ax.axis("off")
     labels = [k for k, v in case.labels.items() if v] or ["normal"]
-    text = "Labels: " + ", ".join(labels) + "\n\n" + textwrap.fill(case.report, 160)
-    fig.text(0.01, 0.40, text, fontsize=7.5, va="top", family="monospace", wrap=True)
+    text = "Labels: " + ", ".join(labels) + "\n\n" + textwrap.fill(case.report, 175)
+    fig.text(0.01, 0.33, text, fontsize=7.5, va="top", family="monospace", wrap=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -16,12 +16,24 @@ from ctrg.data.phantom_findings import LABEL_STRUCTURE, Finding
 from ctrg.data.phantom_phrases import LUNG_INTRO, NEGATIVE, NORMAL, POSITIVE
 
 REPORT_ORDER = (
-    "trachea and bronchi", "heart", "esophagus", "thyroid", "lung", "pleura", "abdomen",
-    "bone", "breast", "others",
+    "trachea and bronchi",
+    "heart",
+    "esophagus",
+    "thyroid",
+    "lung",
+    "pleura",
+    "abdomen",
+    "bone",
+    "breast",
+    "others",
 )
 """Order of the structure paragraphs (as radiologists usually dictate a chest CT)."""
 
-VESSEL_NAMES = {"LAD": "left anterior descending", "RCA": "right coronary", "circumflex": "circumflex"}
+VESSEL_NAMES = {
+    "LAD": "left anterior descending",
+    "RCA": "right coronary",
+    "circumflex": "circumflex",
+}
 
 
 def _pick(rng: np.random.Generator, options: list[str]) -> str:
@@ -35,7 +47,9 @@ def _fields(f: Finding) -> dict[str, str]:
     lobe_name = f.lobe or "lower lobe"
     lobe = f"both {lobe_name}s" if side == "bilateral" else f"{side} {lobe_name}"
     vessels = [VESSEL_NAMES[v] for v in f.location.split(",") if v in VESSEL_NAMES]
-    vessel_text = " and ".join([", ".join(vessels[:-1]), vessels[-1]] if len(vessels) > 1 else vessels)
+    vessel_text = " and ".join(
+        [", ".join(vessels[:-1]), vessels[-1]] if len(vessels) > 1 else vessels
+    )
     return {
         "size": f"{f.size_mm:.0f}",
         "long": f"{f.extra.get('long_mm', f.size_mm):.0f}",
@@ -43,6 +57,7 @@ def _fields(f: Finding) -> dict[str, str]:
         "Amount": f.amount.capitalize(),
         "lung": lung,
         "lobe": lobe,
+        "the_lobe": lobe if side == "bilateral" else f"the {lobe}",
         "side": side,
         "side_adj": "bilateral" if side == "bilateral" else f"{side}-sided",
         "on_side": "on both sides" if side == "bilateral" else f"on the {side}",
@@ -98,15 +113,20 @@ def structure_sentences(
     return out
 
 
-def _normal_sentences(structure: str, positives: list[str], present: set[str], female: bool,
-                      rng: np.random.Generator) -> list[str]:
+def _normal_sentences(
+    structure: str, positives: list[str], present: set[str], female: bool, rng: np.random.Generator
+) -> list[str]:
     """Boilerplate for a structure: always for airway/heart, otherwise when it is normal."""
     if structure == "others":
         return []
     if structure == "breast":
         if "Lymphadenopathy" in present and not female:
             return [NORMAL["breast male"][0]]
-        return [_pick(rng, NORMAL["breast female" if female else "breast male"])] if rng.random() < 0.7 else []
+        return (
+            [_pick(rng, NORMAL["breast female" if female else "breast male"])]
+            if rng.random() < 0.7
+            else []
+        )
     if structure == "thyroid":
         return [_pick(rng, NORMAL["thyroid"])] if rng.random() < 0.45 else []
     if structure == "bone":

@@ -129,19 +129,61 @@ def plan_resample(
 
 
 def resample_intensity(volume: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
-    """Trilinear resampling in the native layout (the only full-size float copy).
+    """Trilinear resampling (align_corners=True) in the native layout, done separably.
+
+    Trilinear interpolation is linear along slices times bilinear in-plane, so we do the two
+    passes in the order that keeps the float32 intermediate smaller, casting the stored
+    (int16) values to float32 a slab at a time: the full-size float32 copy of the input that
+    ``F.interpolate`` would need is never made. Results equal ``F.interpolate(trilinear,
+    align_corners=True)`` up to float rounding.
 
     Args:
-        volume: ``(K, J, I)`` tensor of any real dtype (int16 stays int16 until here).
+        volume: ``(K, J, I)`` tensor of any real dtype.
 
     Returns:
         ``(K', J', I')`` float32 tensor, ``plan.resampled_shape``.
     """
-    x = volume.to(torch.float32)[None, None]  # (1, 1, K, J, I): one cast copy
-    if tuple(x.shape[2:]) == plan.resampled_shape:
-        return x[0, 0]
-    y = F.interpolate(x, size=plan.resampled_shape, mode="trilinear", align_corners=True)
-    return y[0, 0]
+    (k, j, i), (mk, mj, mi) = volume.shape, plan.resampled_shape
+    if k * mj * mi <= mk * j * i:  # in-plane first
+        return _lerp_slices(_resample_planes(volume, (mj, mi)), mk)
+    return _resample_planes(_lerp_slices(volume, mk), (mj, mi))
+
+
+def _resample_planes(volume: torch.Tensor, size: tuple[int, int], chunk: int = 16) -> torch.Tensor:
+    """Bilinear (align_corners=True) resampling of each slice: ``(K, J, I)`` -> ``(K, J', I')``."""
+    out = torch.empty((volume.shape[0], *size), dtype=torch.float32)
+    same = tuple(volume.shape[1:]) == tuple(size)
+    for start in range(0, volume.shape[0], chunk):
+        slab = volume[start : start + chunk]
+        if same:
+            out[start : start + chunk].copy_(slab)
+            continue
+        x = slab.to(torch.float32)[None]  # (1, chunk, J, I): one slab cast at a time
+        out[start : start + chunk] = F.interpolate(x, size=size, mode="bilinear", align_corners=True)[0]
+    return out
+
+
+def _lerp_slices(volume: torch.Tensor, m: int) -> torch.Tensor:
+    """Linear interpolation along axis 0 (align_corners=True): ``(K, J, I)`` -> ``(m, J, I)``."""
+    n = volume.shape[0]
+    if m == n and volume.dtype == torch.float32:
+        return volume
+    out = torch.empty((m, *volume.shape[1:]), dtype=torch.float32)
+    position = np.arange(m, dtype=np.float64) * ((n - 1) / (m - 1) if m > 1 else 0.0)
+    lower = np.minimum(np.floor(position).astype(np.int64), max(n - 2, 0))
+    weight = position - lower
+    cache: dict[int, torch.Tensor] = {}
+    for q in range(m):
+        a = int(lower[q])
+        for index in (a, a + 1):
+            if index not in cache and index < n:
+                cache = {key: value for key, value in cache.items() if key >= a}
+                cache[index] = volume[index].to(torch.float32)
+        if weight[q] < 1e-12 or n == 1:
+            out[q].copy_(cache[a])
+        else:
+            torch.lerp(cache[a], cache[a + 1], float(weight[q]), out=out[q])
+    return out
 
 
 def resample_labels(labels: np.ndarray, plan: ResamplePlan) -> np.ndarray:
@@ -177,7 +219,7 @@ def to_canonical(resampled: np.ndarray | torch.Tensor, plan: ResamplePlan, fill:
         dtype: numpy dtype of the result.
 
     Returns:
-        ``(D, H, W)`` numpy array (may be a flipped view: ``np.save`` streams it).
+        ``(D, H, W)`` C-contiguous numpy array.
     """
     t = torch.as_tensor(resampled) if isinstance(resampled, np.ndarray) else resampled
     t = t.permute(*plan.axis_of_output)  # view, (S, A, R) order, not yet flipped
@@ -194,9 +236,8 @@ def to_canonical(resampled: np.ndarray | torch.Tensor, plan: ResamplePlan, fill:
         d0 = lo - start
         dst.append(slice(size - (d0 + hi - lo), size - d0) if plan.flipped[o] else slice(d0, d0 + hi - lo))
     out[tuple(dst)] = t[tuple(src)]  # one strided copy with the dtype cast
-    flips = tuple(o for o in range(3) if plan.flipped[o])
-    array = out.numpy()
-    return np.flip(array, axis=flips) if flips else array
+    flips = [o for o in range(3) if plan.flipped[o]]
+    return (torch.flip(out, flips) if flips else out).numpy()  # C-contiguous: fast np.save
 
 
 def _torch_dtype(dtype) -> torch.dtype:

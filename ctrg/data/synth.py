@@ -128,8 +128,16 @@ def generate_dataset(payload: dict[str, Any], out: Path, threads: int) -> dict[s
         log.error("%s was not written: %s", case_id, error)
     kept = [(r, s) for r, s in zip(records, splits) if "error" not in r]
     summary = write_tables([r for r, _ in kept], [s for _, s in kept], out)
-    summary.update({"failed": failed, "n_cases": len(kept), "seconds": round(elapsed, 2), "threads": threads,
-                    "format": synth["format"], "seed": seed})
+    summary.update(
+        {
+            "failed": failed,
+            "n_cases": len(kept),
+            "seconds": round(elapsed, 2),
+            "threads": threads,
+            "format": synth["format"],
+            "seed": seed,
+        }
+    )
     write_stage_summary(out, "synth", payload, summary)
     log.info("wrote %d cases to %s in %.1f s (%d workers)", len(kept), out, elapsed, threads)
     return summary
@@ -142,23 +150,55 @@ def write_tables(records: list[dict[str, Any]], splits: list[str], out: Path) ->
         label prevalence overall and per split, and the fraction of normal cases.
     """
     manifest = pd.DataFrame(
-        [{"case_id": r["case_id"], "image": r["paths"]["image"], "report": r["report"],
-          "split": split, "structure_map": r["paths"]["structure_map"],
-          "finding_map": r["paths"]["finding_map"]} for r, split in zip(records, splits)],
+        [
+            {
+                "case_id": r["case_id"],
+                "image": r["paths"]["image"],
+                "report": r["report"],
+                "split": split,
+                "structure_map": r["paths"]["structure_map"],
+                "finding_map": r["paths"]["finding_map"],
+            }
+            for r, split in zip(records, splits)
+        ],
         columns=list(MANIFEST_COLUMNS),
     )
-    labels = pd.DataFrame([{"case_id": r["case_id"], **r["labels"]} for r in records],
-                          columns=["case_id", *CTRATE_LABELS])
-    finding_columns = ["case_id", "label", "structure", "side", "lobe", "size_mm", "amount",
-                       "location", "count", "n_voxels", "ctrate"]
-    findings = pd.DataFrame([row for r in records for row in r["findings"]], columns=finding_columns)
+    labels = pd.DataFrame(
+        [{"case_id": r["case_id"], **r["labels"]} for r in records],
+        columns=["case_id", *CTRATE_LABELS],
+    )
+    finding_columns = [
+        "case_id",
+        "label",
+        "structure",
+        "side",
+        "lobe",
+        "size_mm",
+        "amount",
+        "location",
+        "count",
+        "n_voxels",
+        "ctrate",
+    ]
+    findings = pd.DataFrame(
+        [row for r in records for row in r["findings"]], columns=finding_columns
+    )
     sentences = pd.DataFrame(
-        [{"case_id": r["case_id"], "structure": s, "sentence": t} for r in records for s, t in r["sentences"]],
+        [
+            {"case_id": r["case_id"], "structure": s, "sentence": t}
+            for r in records
+            for s, t in r["sentences"]
+        ],
         columns=["case_id", "structure", "sentence"],
     )
     geometry = pd.DataFrame([r["geometry"] for r in records])
-    for name, frame in (("manifest", manifest), ("labels", labels), ("findings", findings),
-                        ("structure_sentences", sentences), ("cases", geometry)):
+    for name, frame in (
+        ("manifest", manifest),
+        ("labels", labels),
+        ("findings", findings),
+        ("structure_sentences", sentences),
+        ("cases", geometry),
+    ):
         atomic_write_csv(out / f"{name}.csv", frame)
     per_split = {
         split: labels[manifest["split"] == split][list(CTRATE_LABELS)].mean().round(3).to_dict()

@@ -50,6 +50,10 @@ class FrozenHashMismatch(ValueError):
     """Features (or a decoder) made with another frozen stage-1 model than expected."""
 
 
+class MissingFeatures(ValueError):
+    """A feature file lacks tensors the requested visual-token mode needs."""
+
+
 def frozen_hash(observer_config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
     """Content hash of a frozen model: its config and every tensor's name, dtype, shape, bytes."""
     digest = hashlib.sha256(sha256_json(observer_config).encode())
@@ -123,7 +127,7 @@ def load_case_features(
 
     Raises:
         FrozenHashMismatch: naming the file when its frozen_hash differs.
-        ValueError: naming the file when a tensor is missing.
+        MissingFeatures: naming the file when a tensor is missing.
     """
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
@@ -131,7 +135,12 @@ def load_case_features(
         wanted = keys if keys is not None else tuple(sorted(available))
         missing = [key for key in wanted if key not in available]
         if missing:
-            raise ValueError(f"{path}: feature file lacks {missing} (has {sorted(available)})")
+            hint = (
+                " (extract with features.store_all_patches: true)"
+                if ("patch_tokens" in missing)
+                else ""
+            )
+            raise MissingFeatures(f"{path}: feature file lacks {missing}{hint}")
         out: dict[str, Any] = {key: handle.get_tensor(key) for key in wanted}
     if expected_hash is not None and metadata.get("frozen_hash") != expected_hash:
         raise FrozenHashMismatch(

@@ -2,8 +2,9 @@
 
 All feature tensors of the selected cases are loaded once into memory (a few MB for the
 phantom; (S + S*(1+k)) x C floats per case). A feature file made by another frozen model
-than the index says is refused (``FrozenHashMismatch``); a file that cannot be read is
-logged, listed in ``skipped`` and left out.
+than the index says is refused (``FrozenHashMismatch``), as is a cache lacking the tensors
+of the requested mode (``MissingFeatures``); a file that cannot be read is logged, listed in
+``skipped`` and left out.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from ctrg.features.cache import (
     FrozenHashMismatch,
+    MissingFeatures,
     feature_keys_for,
     load_case_features,
     visual_tokens_from_features,
@@ -56,8 +58,12 @@ def join_reports(index: pd.DataFrame, reports: pd.DataFrame, split: str | None) 
     joined = rows.merge(reports[["case_id", "report"]], on="case_id", how="left")
     lacking = joined["report"].isna()
     if lacking.any():
-        log.warning("%d case(s) of split %s have features but no report: %s",
-                    int(lacking.sum()), split, joined["case_id"][lacking].tolist()[:5])
+        log.warning(
+            "%d case(s) of split %s have features but no report: %s",
+            int(lacking.sum()),
+            split,
+            joined["case_id"][lacking].tolist()[:5],
+        )
     return joined[~lacking].sort_values("case_id", kind="stable").reset_index(drop=True)
 
 
@@ -73,7 +79,11 @@ class FeatureReportDataset(Dataset):
     """
 
     def __init__(
-        self, rows: pd.DataFrame, frozen_hash: str, mode: str, tokenizer: Any = None,
+        self,
+        rows: pd.DataFrame,
+        frozen_hash: str,
+        mode: str,
+        tokenizer: Any = None,
         max_tokens: int | None = None,
     ) -> None:
         self.case_ids: list[str] = []
@@ -83,12 +93,17 @@ class FeatureReportDataset(Dataset):
         self.skipped: list[dict[str, str]] = []
         self.kind = self.structure = None
         keys = feature_keys_for(mode)
-        for row in tqdm(rows.itertuples(index=False), total=len(rows), desc="features",
-                        unit="case", disable=len(rows) < 200):
+        for row in tqdm(
+            rows.itertuples(index=False),
+            total=len(rows),
+            desc="features",
+            unit="case",
+            disable=len(rows) < 200,
+        ):
             try:
                 features = load_case_features(row.path, expected_hash=frozen_hash, keys=keys)
                 visual = visual_tokens_from_features([features], mode)
-            except FrozenHashMismatch:
+            except (FrozenHashMismatch, MissingFeatures):
                 raise
             except Exception as err:  # one unreadable file is reported and skipped
                 log.error("%s: %s: %s", row.case_id, row.path, err)
@@ -97,8 +112,10 @@ class FeatureReportDataset(Dataset):
             if self.kind is None:
                 self.kind, self.structure = visual.kind, visual.structure
             elif visual.tokens.shape[1] != self.kind.shape[0]:
-                raise ValueError(f"{row.path}: {visual.tokens.shape[1]} visual tokens, "
-                                 f"other cases have {self.kind.shape[0]}")
+                raise ValueError(
+                    f"{row.path}: {visual.tokens.shape[1]} visual tokens, "
+                    f"other cases have {self.kind.shape[0]}"
+                )
             self.case_ids.append(row.case_id)
             self.reports.append(row.report)
             self.visual.append(visual.tokens[0])

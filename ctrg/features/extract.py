@@ -108,7 +108,11 @@ def _selection_stats(case: dict[str, torch.Tensor]) -> tuple[float, float]:
 
 
 def run_extraction(
-    frame: pd.DataFrame, observer: Any, content: str, section: dict[str, Any], out: Path,
+    frame: pd.DataFrame,
+    observer: Any,
+    content: str,
+    section: dict[str, Any],
+    out: Path,
     device: torch.device,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[float, float]]]:
     """Extract every row of ``frame`` into ``out``; returns (index, rejected, stats)."""
@@ -125,19 +129,36 @@ def run_extraction(
                 kept.append(row)
             except Exception as err:  # one bad case is reported and skipped
                 log.error("%s: %s: %s", row["case_id"], row["path"], err)
-                rejected.append({"case_id": row["case_id"], "file": row["path"], "reason": str(err)})
+                rejected.append(
+                    {"case_id": row["case_id"], "file": row["path"], "reason": str(err)}
+                )
         if not volumes:
             continue
-        cases = extract_batch(observer, np.stack(volumes), int(section["top_k"]),
-                              bool(section["store_all_patches"]), device)
+        cases = extract_batch(
+            observer,
+            np.stack(volumes),
+            int(section["top_k"]),
+            bool(section["store_all_patches"]),
+            device,
+        )
         for row, tensors in zip(kept, cases):
             name = f"{row['case_id']}.safetensors"
-            metadata = {"frozen_hash": content, "case_id": row["case_id"],
-                        "top_k": str(section["top_k"]), "patch_grid": grid}
+            metadata = {
+                "frozen_hash": content,
+                "case_id": row["case_id"],
+                "top_k": str(section["top_k"]),
+                "patch_grid": grid,
+            }
             save_case_features(out / name, tensors, metadata)
             stats.append(_selection_stats(tensors))
-            rows.append({"case_id": row["case_id"], "split": row.get("split", ""), "path": name,
-                         "frozen_hash": content})
+            rows.append(
+                {
+                    "case_id": row["case_id"],
+                    "split": row.get("split", ""),
+                    "path": name,
+                    "frozen_hash": content,
+                }
+            )
     index = pd.DataFrame(rows, columns=["case_id", "split", "path", "frozen_hash"])
     return index, pd.DataFrame(rejected, columns=["case_id", "file", "reason"]), stats
 
@@ -151,9 +172,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shard", default=None, help="shard index (e.g. 000); default: all")
     parser.add_argument("--num-shards", type=int, default=1)
     parser.add_argument("--out", required=True, type=Path, help="output shard folder")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     payload = load_stage_config(args.config, "features")
     section = payload["features"]
     seed_everything(payload["seed"])
@@ -170,13 +196,23 @@ def main(argv: list[str]) -> int:
     atomic_write_csv(args.out / "rejected.csv", rejected)
     mass = [s[0] for s in stats]
     distinct = [s[1] for s in stats]
-    write_stage_summary(args.out, "extract", payload, {
-        "manifest": str(args.manifest), "frozen": str(args.frozen), "frozen_hash": content,
-        "shard": args.shard, "num_shards": args.num_shards, "cases": len(index),
-        "rejected": len(rejected), "seconds": elapsed,
-        "volumes_per_second": len(index) / max(elapsed, 1e-9),
-        "mean_selected_attention_mass": float(np.mean(mass)) if mass else None,
-        "mean_distinct_selected_share": float(np.mean(distinct)) if distinct else None,
-    })
+    write_stage_summary(
+        args.out,
+        "extract",
+        payload,
+        {
+            "manifest": str(args.manifest),
+            "frozen": str(args.frozen),
+            "frozen_hash": content,
+            "shard": args.shard,
+            "num_shards": args.num_shards,
+            "cases": len(index),
+            "rejected": len(rejected),
+            "seconds": elapsed,
+            "volumes_per_second": len(index) / max(elapsed, 1e-9),
+            "mean_selected_attention_mass": float(np.mean(mass)) if mass else None,
+            "mean_distinct_selected_share": float(np.mean(distinct)) if distinct else None,
+        },
+    )
     log.info("extracted %d cases (%d rejected) in %.1f s", len(index), len(rejected), elapsed)
     return 0

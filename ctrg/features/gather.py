@@ -63,8 +63,9 @@ def gather(shards: list[Path], out: Path) -> tuple[pd.DataFrame, int]:
 
 def main(argv: list[str]) -> int:
     """Run ``ctrg gather-features``."""
-    parser = argparse.ArgumentParser(prog="ctrg gather-features",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ctrg gather-features", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("shards", nargs="+", type=Path, help="shard folders from ctrg extract")
     parser.add_argument("--out", required=True, type=Path, help="output index.csv")
     parser.add_argument("--log-level", default="INFO")
@@ -73,8 +74,16 @@ def main(argv: list[str]) -> int:
     index, rejected = gather(args.shards, args.out)
     atomic_write_csv(args.out, index)
     splits = index["split"].value_counts().sort_index().to_dict()
-    write_stage_summary(args.out.parent, "gather-features", {"shards": [str(s) for s in args.shards]},
-                        {"cases": len(index), "cases_per_split": splits, "rejected": rejected,
-                         "frozen_hash": index["frozen_hash"].iloc[0]})
+    write_stage_summary(
+        args.out.parent,
+        "gather-features",
+        {"shards": [str(s) for s in args.shards]},
+        {
+            "cases": len(index),
+            "cases_per_split": splits,
+            "rejected": rejected,
+            "frozen_hash": index["frozen_hash"].iloc[0],
+        },
+    )
     log.info("gathered %d feature files from %d shards", len(index), len(args.shards))
     return 0

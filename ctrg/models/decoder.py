@@ -293,8 +293,9 @@ def teacher_forced_loss(
     )
 
 
-def load_stage2(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, Any,
-                                                                             dict[str, Any]]:
+def load_stage2(
+    path: str | Path, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, Any, dict[str, Any]]:
     """Load ``model.pt`` written by ``ctrg stage2``: (decoder in eval mode, tokenizer, meta).
 
     ``meta`` holds the rest of the checkpoint (``frozen_hash``, ``visual_tokens``, ``step``,
@@ -314,8 +315,9 @@ def load_stage2(path: str | Path, device: torch.device | str = "cpu") -> tuple[n
     elif state["kind"] == "llm":
         from ctrg.models.llm import LLMConfig, build_from_path
 
-        model, tokenizer = build_from_path(LLMConfig(**state["llm_config"]),
-                                           state.get("llm_dtype", "float32"))
+        model, tokenizer = build_from_path(
+            LLMConfig(**state["llm_config"]), state.get("llm_dtype", "float32")
+        )
     else:
         raise ValueError(f"{path}: unknown decoder kind {state['kind']!r}")
     model.load_state_dict(state["model"])

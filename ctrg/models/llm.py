@@ -237,8 +237,9 @@ def build_llm_decoder(
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def build_from_path(cfg: LLMConfig, dtype: str = "float32") -> tuple[LLMReportDecoder,
-                                                                      HFReportTokenizer]:
+def build_from_path(
+    cfg: LLMConfig, dtype: str = "float32"
+) -> tuple[LLMReportDecoder, HFReportTokenizer]:
     """Load the local LM and its tokenizer from ``cfg.model_path`` and wrap them.
 
     Raises:

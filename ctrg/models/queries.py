@@ -17,13 +17,13 @@ from torch import nn
 class MultiHeadAttention(nn.Module):
     """Pre-norm multi-head attention of ``x`` over ``context``; can return the weights."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, cross: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} not divisible by heads {heads}")
         self.heads = heads
         self.norm = nn.LayerNorm(dim)
-        self.norm_context = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(dim) if cross else None
         self.to_q = nn.Linear(dim, dim)
         self.to_k = nn.Linear(dim, dim)
         self.to_v = nn.Linear(dim, dim)
@@ -42,7 +42,7 @@ class MultiHeadAttention(nn.Module):
             output (B, M, dim) and, when ``need_weights``, the softmax weights (B, heads, M, N).
         """
         q_in = self.norm(x)
-        kv_in = q_in if context is None else self.norm_context(context)
+        kv_in = q_in if self.norm_context is None else self.norm_context(context)
         q, k, v = (
             self._split(self.to_q(q_in)),
             self._split(self.to_k(kv_in)),
@@ -73,16 +73,23 @@ class FeedForward(nn.Module):
 
 
 class CoAttentionBlock(nn.Module):
-    """Self-attention, cross-attention and feed-forward, applied to queries and patches."""
+    """Self-attention, cross-attention and feed-forward, applied to queries and patches.
 
-    def __init__(self, dim: int, heads: int) -> None:
+    With ``update_patches=False`` (the last block) the patch stream stops after its
+    self-attention: a later patch update could not reach the loss, so it would stay
+    untrained.
+    """
+
+    def __init__(self, dim: int, heads: int, update_patches: bool = True) -> None:
         super().__init__()
         self.query_self = MultiHeadAttention(dim, heads)
         self.patch_self = MultiHeadAttention(dim, heads)
-        self.query_cross = MultiHeadAttention(dim, heads)
-        self.patch_cross = MultiHeadAttention(dim, heads)
+        self.query_cross = MultiHeadAttention(dim, heads, cross=True)
         self.query_ff = FeedForward(dim)
-        self.patch_ff = FeedForward(dim)
+        self.update_patches = update_patches
+        if update_patches:
+            self.patch_cross = MultiHeadAttention(dim, heads, cross=True)
+            self.patch_ff = FeedForward(dim)
 
     def forward(
         self, queries: torch.Tensor, patches: torch.Tensor
@@ -91,10 +98,11 @@ class CoAttentionBlock(nn.Module):
         queries = queries + self.query_self(queries)[0]
         patches = patches + self.patch_self(patches)[0]
         query_update, attention = self.query_cross(queries, patches, need_weights=True)
-        patch_update = self.patch_cross(patches, queries)[0]
-        queries, patches = queries + query_update, patches + patch_update
+        if self.update_patches:
+            patches = patches + self.patch_cross(patches, queries)[0]
+            patches = patches + self.patch_ff(patches)
+        queries = queries + query_update
         queries = queries + self.query_ff(queries)
-        patches = patches + self.patch_ff(patches)
         return queries, patches, attention  # type: ignore[return-value]
 
 
@@ -104,14 +112,18 @@ class StructureQueries(nn.Module):
     Args:
         num_queries: S (10 chest structures, or 1 for the global-query ablation).
         dim: token width. heads: attention heads. layers: co-attention blocks (2).
+
+    The returned patch tokens are exactly what the last block's query-to-patch attention
+    read (its normalised keys/values input), so stage 2 gets the tokens the queries chose.
     """
 
     def __init__(self, num_queries: int, dim: int, heads: int, layers: int = 2) -> None:
         super().__init__()
         self.queries = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
-        self.blocks = nn.ModuleList([CoAttentionBlock(dim, heads) for _ in range(layers)])
+        self.blocks = nn.ModuleList(
+            [CoAttentionBlock(dim, heads, update_patches=i < layers - 1) for i in range(layers)]
+        )
         self.norm_queries = nn.LayerNorm(dim)
-        self.norm_patches = nn.LayerNorm(dim)
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """patches (B, N, dim) -> observation tokens (B, S, dim), patch tokens (B, N, dim),
@@ -120,4 +132,5 @@ class StructureQueries(nn.Module):
         attention = None
         for block in self.blocks:
             queries, patches, attention = block(queries, patches)
-        return self.norm_queries(queries), self.norm_patches(patches), attention  # type: ignore[return-value]
+        patch_tokens = self.blocks[-1].query_cross.norm_context(patches)
+        return self.norm_queries(queries), patch_tokens, attention  # type: ignore[return-value]

@@ -162,8 +162,10 @@ def label_counts(truth: pd.DataFrame, pred: pd.DataFrame, labels) -> pd.DataFram
     rows = []
     for label in labels:
         t, p = truth[label].astype(int).values, pred[label].astype(int).values
-        tp, fp, fn = int(((t == 1) & (p == 1)).sum()), int(((t == 0) & (p == 1)).sum()), int(
-            ((t == 1) & (p == 0)).sum()
+        tp, fp, fn = (
+            int(((t == 1) & (p == 1)).sum()),
+            int(((t == 0) & (p == 1)).sum()),
+            int(((t == 1) & (p == 0)).sum()),
         )
         rows.append({"label": label, "tp": tp, "fp": fp, "fn": fn, "support": int(t.sum())})
     return pd.DataFrame(rows).set_index("label")

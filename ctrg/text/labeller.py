@@ -194,12 +194,11 @@ class Labeller:
                 continue
             for match in self._matches(label, clause):
                 before = clause[max(0, match.start() - rules.pre_window) : match.start()]
-                negated = bool(rules.pre.search(before)) or self._post_negated(clause[match.end() :])
-                out.append(
-                    Mention(label, sentence, match.group(0), negated, uncertain, side, lobe)
+                negated = bool(rules.pre.search(before)) or self._post_negated(
+                    clause[match.end() :]
                 )
+                out.append(Mention(label, sentence, match.group(0), negated, uncertain, side, lobe))
         return out
-
 
     def _matches(self, label: str, clause: str) -> list[re.Match]:
         """Plain mentions, plus contextual ones whose required context is in the clause."""

@@ -82,9 +82,7 @@ def summarise(parsed: list[ParsedReport], names: tuple[str, ...], fallback: str)
         "fallback_structure": fallback,
         "sentences_only_in_fallback": in_fallback,
         "fallback_share": in_fallback / n_sentences if n_sentences else 0.0,
-        "multi_structure_sentences": sum(
-            1 for p in parsed for _, s in p.sentences if len(s) > 1
-        ),
+        "multi_structure_sentences": sum(1 for p in parsed for _, s in p.sentences if len(s) > 1),
         "warnings": dict(sorted(warnings.items())),
     }
 

@@ -38,8 +38,16 @@ def read_table(path: str | Path, id_column: str, text_column: str) -> pd.DataFra
     return frame
 
 
-def _looks_like_path(cell: str) -> bool:
-    return "\n" not in cell and len(cell) < 1024 and cell.lower().endswith(_FILE_SUFFIXES)
+def _looks_like_path(cell: str, base: Path) -> bool:
+    """A single short line ending in a text suffix, or naming an existing file."""
+    if "\n" in cell or len(cell) > 255 or ". " in cell:
+        return False
+    if cell.lower().endswith(_FILE_SUFFIXES):
+        return True
+    try:
+        return (base / cell).is_file()
+    except OSError:  # e.g. a name too long for the file system: it is text
+        return False
 
 
 def resolve_texts(frame: pd.DataFrame, text_column: str, base: Path) -> tuple[list[str], list[str]]:
@@ -57,15 +65,11 @@ def resolve_texts(frame: pd.DataFrame, text_column: str, base: Path) -> tuple[li
     for value in frame[text_column].tolist():
         cell = "" if value is None or (isinstance(value, float) and value != value) else str(value)
         stripped = cell.strip()
-        candidate = (base / stripped) if stripped and not Path(stripped).is_absolute() else None
-        is_file = stripped and (
-            _looks_like_path(stripped) or (len(stripped) < 512 and (base / stripped).is_file())
-        )
-        if not is_file:
+        if not stripped or not _looks_like_path(stripped, base):
             texts.append(cell)
             problems.append("")
             continue
-        file_path = candidate if candidate is not None else Path(stripped)
+        file_path = Path(stripped) if Path(stripped).is_absolute() else base / stripped
         try:
             texts.append(file_path.read_text(encoding="utf-8"))
             problems.append("")

@@ -6,7 +6,8 @@ in :data:`ctrg.anatomy.STRUCTURE_SETS` -- no code change here. Rules, in order:
 
 1. ``ignore`` phrases are blanked out (e.g. "lung parenchyma window" names a window, not a
    finding).
-2. ``exact`` rules: a regex that, when it matches, fixes the sentence's structures.
+2. ``exact`` rules: a regex that, when it matches (and its ``unless`` regex does not),
+   fixes the sentence's structures; the first matching rule wins.
 3. ``keywords``: every structure with a matching keyword is assigned; a keyword listed
    under ``weak`` only counts when no ordinary keyword matched.
 4. Continuation: a sentence with no keyword inherits the previous sentence's structures
@@ -60,7 +61,7 @@ class Lexicon:
 
     names: tuple[str, ...]
     ignore: re.Pattern | None
-    exact: tuple[tuple[re.Pattern, tuple[str, ...]], ...]
+    exact: tuple[tuple[re.Pattern, re.Pattern | None, tuple[str, ...]], ...]
     strong: tuple[tuple[str, re.Pattern], ...]
     weak: tuple[tuple[str, re.Pattern], ...]
     continuation: re.Pattern
@@ -114,7 +115,9 @@ def load_lexicon(structure_set: str = "chest") -> Lexicon:
         if bad:
             raise ValueError(f"{where}: exact[{i}] names unknown structures {bad}")
         ordered = tuple(n for n in names if n in rule["structures"])
-        exact.append((_alternation([rule["pattern"]], f"{where}: exact[{i}]"), ordered))
+        pattern = _alternation([rule["pattern"]], f"{where}: exact[{i}]")
+        unless = _alternation(rule.get("unless") or [], f"{where}: exact[{i}].unless")
+        exact.append((pattern, unless, ordered))
     cont = data.get("continuation") or {}
     mode = cont.get("mode", "cue")
     if mode not in ("cue", "always", "never"):
@@ -166,8 +169,8 @@ class StructureParser:
         """Structures named by a sentence's keywords alone (no continuation, no fallback)."""
         lex = self.lexicon
         text = lex.ignore.sub(" ", sentence) if lex.ignore is not None else sentence
-        for pattern, fixed in lex.exact:
-            if pattern.search(text):
+        for pattern, unless, fixed in lex.exact:
+            if pattern.search(text) and not (unless is not None and unless.search(text)):
                 return fixed
         found = {name for name, pattern in lex.strong if pattern.search(text)}
         if not found:

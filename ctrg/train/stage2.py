@@ -47,7 +47,9 @@ from ctrg.train.loop import LoopConfig, Trainer
 log = logging.getLogger(__name__)
 
 
-def check_frozen_hash(features_hash: str, section: dict[str, Any], frozen_meta: Path | None) -> None:
+def check_frozen_hash(
+    features_hash: str, section: dict[str, Any], frozen_meta: Path | None
+) -> None:
     """Refuse features made by another frozen model than the one required.
 
     Raises:
@@ -84,8 +86,14 @@ def bleu_4(references: list[str], predictions: list[str]) -> float:
 class Validator:
     """Validation loss and BLEU-4 of generated reports on a fixed subset (rank 0 only)."""
 
-    def __init__(self, dataset: FeatureReportDataset, tokenizer: Any, decoding: GenerationConfig,
-                 batch_size: int, device: torch.device) -> None:
+    def __init__(
+        self,
+        dataset: FeatureReportDataset,
+        tokenizer: Any,
+        decoding: GenerationConfig,
+        batch_size: int,
+        device: torch.device,
+    ) -> None:
         self.dataset, self.tokenizer, self.decoding = dataset, tokenizer, decoding
         self.device = device
         collate = Collate(dataset.kind, dataset.structure, tokenizer.pad_id)
@@ -102,16 +110,25 @@ class Validator:
             weights.append(tokens)
             predictions += generate_reports(module, self.tokenizer, visual, self.decoding)
         distinct = len(set(predictions)) / len(predictions)
-        metrics = {"loss": sum(losses) / max(sum(weights), 1),
-                   "bleu_4": bleu_4(self.dataset.reports, predictions),
-                   "share_distinct": distinct}
-        log.info("step %d validation: loss %.4f, BLEU-4 %.4f, distinct %.2f (e.g. %r)", step,
-                 metrics["loss"], metrics["bleu_4"], distinct, predictions[0][:120])
+        metrics = {
+            "loss": sum(losses) / max(sum(weights), 1),
+            "bleu_4": bleu_4(self.dataset.reports, predictions),
+            "share_distinct": distinct,
+        }
+        log.info(
+            "step %d validation: loss %.4f, BLEU-4 %.4f, distinct %.2f (e.g. %r)",
+            step,
+            metrics["loss"],
+            metrics["bleu_4"],
+            distinct,
+            predictions[0][:120],
+        )
         return metrics
 
 
-def build_model(section: dict[str, Any], train_reports: list[str], visual_dim: int,
-                num_structures: int) -> tuple[nn.Module, Any, dict[str, Any]]:
+def build_model(
+    section: dict[str, Any], train_reports: list[str], visual_dim: int, num_structures: int
+) -> tuple[nn.Module, Any, dict[str, Any]]:
     """The decoder, its tokenizer and the checkpoint fields that rebuild it."""
     if section["decoder_kind"] == "llm":
         from ctrg.models.llm import LLMConfig, build_from_path
@@ -119,20 +136,29 @@ def build_model(section: dict[str, Any], train_reports: list[str], visual_dim: i
         llm = {k: v for k, v in section["llm"].items() if k != "dtype"}
         cfg = LLMConfig(**llm, visual_dim=visual_dim, max_length=section["max_report_tokens"])
         model, tokenizer = build_from_path(cfg, section["llm"]["dtype"])
-        return model, tokenizer, {"kind": "llm", "llm_config": cfg.to_dict(),
-                                  "llm_dtype": section["llm"]["dtype"]}
+        return (
+            model,
+            tokenizer,
+            {"kind": "llm", "llm_config": cfg.to_dict(), "llm_dtype": section["llm"]["dtype"]},
+        )
     tok = section["tokenizer"]
     tokenizer = train_tokenizer(train_reports, tok["kind"], tok["vocab_size"], tok["min_frequency"])
-    cfg = DecoderConfig(vocab_size=tokenizer.vocab_size, visual_dim=visual_dim,
-                        num_structures=num_structures, max_length=section["max_report_tokens"],
-                        pad_id=tokenizer.pad_id, **section["decoder"])
-    return ReportDecoder(cfg), tokenizer, {"kind": "transformer",
-                                           "decoder_config": cfg.to_dict(),
-                                           "tokenizer": tokenizer.to_json()}
+    cfg = DecoderConfig(
+        vocab_size=tokenizer.vocab_size,
+        visual_dim=visual_dim,
+        num_structures=num_structures,
+        max_length=section["max_report_tokens"],
+        pad_id=tokenizer.pad_id,
+        **section["decoder"],
+    )
+    return (
+        ReportDecoder(cfg),
+        tokenizer,
+        {"kind": "transformer", "decoder_config": cfg.to_dict(), "tokenizer": tokenizer.to_json()},
+    )
 
 
-def load_datasets(args: argparse.Namespace, section: dict[str, Any]
-                  ) -> tuple[Any, str, Any, Any]:
+def load_datasets(args: argparse.Namespace, section: dict[str, Any]) -> tuple[Any, str, Any, Any]:
     """(train rows, frozen hash, validation rows or None, reports frame)."""
     index = read_index(args.features)
     content = index_hash(index)
@@ -148,16 +174,28 @@ def load_datasets(args: argparse.Namespace, section: dict[str, Any]
     return train_rows, content, (valid_rows if len(valid_rows) else None), reports
 
 
-def export(out: Path, model: nn.Module, result: dict[str, Any], fields: dict[str, Any],
-           section: dict[str, Any], content: str) -> dict[str, Any]:
+def export(
+    out: Path,
+    model: nn.Module,
+    result: dict[str, Any],
+    fields: dict[str, Any],
+    section: dict[str, Any],
+    content: str,
+) -> dict[str, Any]:
     """Write ``model.pt`` from the best (or last) checkpoint; returns its metadata."""
     use_best = section["loop"]["export"] == "best" and result["best_checkpoint"]
     source = result["best_checkpoint"] if use_best else result["last_checkpoint"]
     state = torch.load(source, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
-    meta = {**fields, "frozen_hash": content, "visual_tokens": section["visual_tokens"],
-            "step": int(state["step"]), "metrics": state.get("metrics", {}),
-            "exported_from": "best" if use_best else "last", "config": section}
+    meta = {
+        **fields,
+        "frozen_hash": content,
+        "visual_tokens": section["visual_tokens"],
+        "step": int(state["step"]),
+        "metrics": state.get("metrics", {}),
+        "exported_from": "best" if use_best else "last",
+        "config": section,
+    }
     with atomic_path(out / "model.pt") as tmp:
         torch.save({"model": model.state_dict(), **meta, "provenance": provenance()}, tmp)
     return meta
@@ -175,8 +213,9 @@ def run(args: argparse.Namespace) -> int:
     mode = section["visual_tokens"]
     probe = FeatureReportDataset(train_rows.head(1), content, mode)
     num_structures = int((probe.kind == TOKEN_OBSERVATION).sum())
-    model, tokenizer, fields = build_model(section, train_rows["report"].tolist(),
-                                           probe.visual_dim, num_structures)
+    model, tokenizer, fields = build_model(
+        section, train_rows["report"].tolist(), probe.visual_dim, num_structures
+    )
     max_tokens = section["max_report_tokens"]
     train_set = FeatureReportDataset(train_rows, content, mode, tokenizer, max_tokens)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -191,42 +230,79 @@ def run(args: argparse.Namespace) -> int:
     else:
         log.warning("no %s cases: no validation, model.pt = last step", validation["split"])
     best = validation["best_metric"] if evaluate else None
-    loop = LoopConfig.from_dict({**section["optim"], **section["loop"], "best_metric": best,
-                                 "best_mode": "min" if best == "loss" else "max"})
-    signature = {"section": section, "frozen_hash": content,
-                 "tokenizer": sha256_json(fields.get("tokenizer", fields.get("llm_config"))),
-                 "train": sha256_json(train_rows[["case_id", "report"]].values.tolist())}
+    loop = LoopConfig.from_dict(
+        {
+            **section["optim"],
+            **section["loop"],
+            "best_metric": best,
+            "best_mode": "min" if best == "loss" else "max",
+        }
+    )
+    signature = {
+        "section": section,
+        "frozen_hash": content,
+        "tokenizer": sha256_json(fields.get("tokenizer", fields.get("llm_config"))),
+        "train": sha256_json(train_rows[["case_id", "report"]].values.tolist()),
+    }
     label_smoothing = section["label_smoothing"]
 
     def step_fn(module: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        loss = teacher_forced_loss(module, visual_batch(batch), batch["ids"], tokenizer.pad_id,
-                                   label_smoothing)
+        loss = teacher_forced_loss(
+            module, visual_batch(batch), batch["ids"], tokenizer.pad_id, label_smoothing
+        )
         return loss, {}
 
-    trainer = Trainer(model, loop, args.out, train_set, step_fn,
-                      collate_fn=Collate(train_set.kind, train_set.structure, tokenizer.pad_id),
-                      evaluate_fn=evaluate, batch_size=section["batch_size"], seed=seed,
-                      device=device, signature=signature)
+    trainer = Trainer(
+        model,
+        loop,
+        args.out,
+        train_set,
+        step_fn,
+        collate_fn=Collate(train_set.kind, train_set.structure, tokenizer.pad_id),
+        evaluate_fn=evaluate,
+        batch_size=section["batch_size"],
+        seed=seed,
+        device=device,
+        signature=signature,
+    )
     result = trainer.fit(resume=args.resume)
     if not trainer.dist.is_main:
         return 0
     meta = export(args.out, trainer.module, result, fields, section, content)
-    write_stage_summary(args.out, "stage2", payload, {
-        "frozen_hash": content, "features": str(args.features), "reports": str(args.reports),
-        "decoder_kind": fields["kind"], "visual_tokens": mode,
-        "visual_tokens_per_case": train_set.num_tokens, "visual_dim": train_set.visual_dim,
-        "parameters_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "vocab_size": tokenizer.vocab_size, "train_cases": len(train_set),
-        "valid_cases": len(evaluate.dataset) if evaluate else 0,
-        "skipped": train_set.skipped, "mean_report_tokens": float(np.mean(
-            [len(ids) for ids in train_set.ids])),
-        "steps": result["step"], "exported_step": meta["step"],
-        "exported_from": meta["exported_from"], "best": result["best"],
-        "history": result["history"], "samples_per_second": result["samples_per_second"],
-        "peak_memory_mb": result["peak_memory_mb"], "elapsed_s": result["elapsed_s"],
-    })
-    log.info("stage 2 done: step %d exported (%s) to %s", meta["step"], meta["exported_from"],
-             args.out / "model.pt")
+    write_stage_summary(
+        args.out,
+        "stage2",
+        payload,
+        {
+            "frozen_hash": content,
+            "features": str(args.features),
+            "reports": str(args.reports),
+            "decoder_kind": fields["kind"],
+            "visual_tokens": mode,
+            "visual_tokens_per_case": train_set.num_tokens,
+            "visual_dim": train_set.visual_dim,
+            "parameters_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "vocab_size": tokenizer.vocab_size,
+            "train_cases": len(train_set),
+            "valid_cases": len(evaluate.dataset) if evaluate else 0,
+            "skipped": train_set.skipped,
+            "mean_report_tokens": float(np.mean([len(ids) for ids in train_set.ids])),
+            "steps": result["step"],
+            "exported_step": meta["step"],
+            "exported_from": meta["exported_from"],
+            "best": result["best"],
+            "history": result["history"],
+            "samples_per_second": result["samples_per_second"],
+            "peak_memory_mb": result["peak_memory_mb"],
+            "elapsed_s": result["elapsed_s"],
+        },
+    )
+    log.info(
+        "stage 2 done: step %d exported (%s) to %s",
+        meta["step"],
+        meta["exported_from"],
+        args.out / "model.pt",
+    )
     return 0
 
 
@@ -238,10 +314,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--reports", required=True, type=Path, help="reports.csv")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--resume", default="auto", help="auto | never | PATH")
-    parser.add_argument("--frozen", type=Path, default=None,
-                        help="frozen.json: refuse features made by another frozen model")
+    parser.add_argument(
+        "--frozen",
+        type=Path,
+        default=None,
+        help="frozen.json: refuse features made by another frozen model",
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override loop.max_steps")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return run(args)

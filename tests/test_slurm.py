@@ -1,0 +1,283 @@
+"""The workflow on a real single-node SLURM cluster: `snakemake --profile slurm`, as users run it.
+
+The module fixture starts munged/slurmctld/slurmd with tests/cluster/start_cluster.sh (two
+fake GPUs) and stops exactly those daemons afterwards. One scenario drives three runs:
+
+1. the workflow, with the job of ``FAIL_RULE`` cancelled by ``scancel`` as soon as SLURM lists
+   it: Snakemake must report that job as failed and stop;
+2. the same command again: only ``FAIL_RULE`` and its descendants are submitted;
+3. ``--forcerun FORCE_RULE``: only that rule and its descendants are submitted.
+
+Every job is then checked in SLURM's own record (``scontrol show job``: comment = rule,
+``TresPerJob=gres:gpu:N`` for rules with ``gpu`` resources, none for the others) and in
+Snakemake's log lines, and the files produced match a local ``--cores 2`` run of the same
+config. The job table is written to ``<tmp>/slurm-jobs.txt`` and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(1200)]
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "tests" / "cluster"
+TINY_CONFIG = CLUSTER / "tiny_config.yaml"
+
+# The full default workflow; stage2's job is cancelled, generate is force-rerun.
+FAIL_RULE, FAIL_DESCENDANTS = "encode_texts", {"encode_texts"}
+FORCE_RULE, FORCE_DESCENDANTS = "parse_reports", {"parse_reports", "encode_texts"}
+TARGETS: list[str] = ["results/text_cache/embeddings.safetensors"]  # empty: the workflow's default target (rule all)
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+
+
+def skip_reason() -> str | None:
+    """Why this machine cannot host the test cluster (None when it can)."""
+    if os.geteuid() != 0:
+        return "needs root to install and start SLURM (munged, slurmctld, slurmd)"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "SLURM is not installed and apt-get is unavailable to install it"
+    return None
+
+
+@dataclass
+class Cluster:
+    state: Path
+    env: dict[str, str]
+
+    def jobs(self, ids: list[str]) -> dict[str, dict[str, str]]:
+        """``scontrol show job -o`` fields of each job id (jobs stay listed for MinJobAge)."""
+        out = {}
+        for job_id in ids:
+            text = subprocess.run(
+                ["scontrol", "show", "job", "-o", job_id],
+                capture_output=True, text=True, check=True, env=self.env,
+            ).stdout  # fmt: skip
+            out[job_id] = dict(re.findall(r"(\S+?)=(\S*)", text))
+        return out
+
+
+@dataclass
+class Run:
+    returncode: int
+    output: str
+    jobs: dict[str, str] = field(default_factory=dict)  # SLURM job id -> rule (from the log)
+    cancelled: list[str] = field(default_factory=list)
+
+    @property
+    def rules(self) -> set[str]:
+        return set(self.jobs.values())
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory):
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("slurm-state")
+    env = dict(os.environ, CTRG_SLURM_STATE=str(state), CTRG_SLURM_GPUS="2")
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(CLUSTER / "start_cluster.sh")], capture_output=True, text=True, env=env
+    )
+    if done.returncode == 2:
+        pytest.skip(f"cannot start SLURM here: {done.stderr.strip()}")
+    assert done.returncode == 0, f"start_cluster.sh failed:\n{done.stderr[-4000:]}"
+    log.info("cluster up in %.1f s: %s", time.monotonic() - started, done.stderr.strip())
+    try:
+        yield Cluster(state, env)
+    finally:
+        stop = subprocess.run(
+            [str(CLUSTER / "stop_cluster.sh")], capture_output=True, text=True, env=env
+        )
+        log.info("stop_cluster.sh: %s", stop.stderr.strip())
+
+
+def snakemake_cmd(workdir: Path, *args: str, slurm: bool = True) -> list[str]:
+    profile = ["--profile", "slurm", "--slurm-init-seconds-before-status-checks", "1"]
+    return [
+        sys.executable, "-m", "snakemake",
+        *(profile if slurm else ["--cores", "2"]),
+        "--directory", str(workdir), "--configfile", str(TINY_CONFIG), *args, *TARGETS,
+    ]  # fmt: skip
+
+
+def cancel_when_listed(rule: str, proc: subprocess.Popen, env: dict, cancelled: list[str]):
+    """Poll squeue; scancel the first job whose comment names ``rule`` (pending or running)."""
+    pattern = re.compile(rf"^(\d+)\|rule_{rule}(_wildcards_.*)?$")
+    while proc.poll() is None and not cancelled:
+        listed = subprocess.run(
+            ["squeue", "-h", "-o", "%i|%k"], capture_output=True, text=True, env=env
+        ).stdout
+        for line in listed.splitlines():
+            match = pattern.match(line.strip())
+            if match:
+                subprocess.run(["scancel", match.group(1)], check=True, env=env)
+                cancelled.append(match.group(1))
+                break
+        time.sleep(0.25)
+
+
+def run_slurm(cluster: Cluster, workdir: Path, *args: str, cancel: str | None = None) -> Run:
+    """``snakemake --profile slurm`` from the repository root (the bare profile name resolves)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        snakemake_cmd(workdir, *args), cwd=REPO, env=cluster.env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    cancelled: list[str] = []
+    watcher = None
+    if cancel:
+        watcher = threading.Thread(
+            target=cancel_when_listed, args=(cancel, proc, cluster.env, cancelled), daemon=True
+        )
+        watcher.start()
+    output, _ = proc.communicate(timeout=900)
+    if watcher:
+        watcher.join(timeout=10)
+    jobs = {}
+    for job_id, slurm_log in SUBMITTED.findall(output):
+        jobs[job_id] = re.search(r"/rule_(\w+?)/", slurm_log).group(1)
+    log.info("snakemake %s: rc %d in %.0f s", " ".join(args), proc.returncode,
+             time.monotonic() - started)  # fmt: skip
+    return Run(proc.returncode, output, jobs, cancelled)
+
+
+def gpu_rules(workdir: Path) -> dict[str, int]:
+    """GPUs each rule of the whole DAG asks for, from a forced dry run's resources lines."""
+    done = subprocess.run(
+        [*snakemake_cmd(workdir, "-n", "-F", slurm=False)], cwd=REPO, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    gpus = {}
+    for block in done.stdout.split("\nrule ")[1:]:
+        name = block.split(":", 1)[0]
+        found = re.search(r"resources: .*?\bgpu=(\d+)", block)
+        gpus[name] = max(gpus.get(name, 0), int(found.group(1)) if found else 0)
+    return gpus
+
+
+def files_under(root: Path) -> set[str]:
+    return {
+        str(p.relative_to(root))
+        for top in ("results", "logs", "benchmarks")
+        for p in (root / top).rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def scenario(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
+    """Local reference run (in parallel) + the three SLURM runs. Returns everything seen."""
+    base = tmp_path_factory.mktemp("slurm-workflow")
+    local_dir, slurm_dir = base / "local", base / "slurm"
+    started = time.monotonic()
+    local = subprocess.Popen(
+        snakemake_cmd(local_dir, slurm=False), cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    first = run_slurm(cluster, slurm_dir, cancel=FAIL_RULE)
+    second = run_slurm(cluster, slurm_dir)
+    forced = run_slurm(cluster, slurm_dir, "--forcerun", FORCE_RULE)
+    local_output, _ = local.communicate(timeout=900)
+    assert local.returncode == 0, f"local run failed:\n{local_output[-5000:]}"
+    elapsed = time.monotonic() - started
+    runs = {"first": first, "rerun": second, "forcerun": forced}
+    ids = [job for run in runs.values() for job in run.jobs] + first.cancelled
+    records = cluster.jobs(sorted(set(ids), key=int))
+    table = job_table(runs, records, cluster.state)
+    (base / "slurm-jobs.txt").write_text(table)
+    log.info("workflow scenario took %.0f s; jobs:\n%s", elapsed, table)
+    return dict(runs=runs, records=records, local=local_dir, slurm=slurm_dir, base=base)
+
+
+def job_table(runs: dict[str, Run], records: dict[str, dict[str, str]], state: Path) -> str:
+    lines = [f"{'run':<9} {'jobid':>5} {'rule':<18} {'state':<10} {'exit':<5} tres_per_job"]
+    for name, run in runs.items():
+        for job_id, rule in run.jobs.items():
+            rec = records[job_id]
+            lines.append(
+                f"{name:<9} {job_id:>5} {rule:<18} {rec['JobState']:<10} {rec['ExitCode']:<5} "
+                f"{rec.get('TresPerJob', '-')}"
+            )
+    comp = state / "log" / "jobcomp.txt"
+    if comp.is_file():
+        lines += ["", f"jobcomp ({comp}):", comp.read_text()]
+    return "\n".join(lines)
+
+
+def test_cancelled_job_is_reported_failed_and_the_run_stops(scenario):
+    first = scenario["runs"]["first"]
+    assert len(first.cancelled) == 1, f"no {FAIL_RULE} job was listed by squeue"
+    job = first.cancelled[0]
+    assert first.returncode != 0
+    assert f"Error in rule {FAIL_RULE}" in first.output
+    assert f"SLURM-job '{job}' failed" in first.output
+    assert scenario["records"][job]["JobState"] == "CANCELLED"
+    assert not first.rules & (FAIL_DESCENDANTS - {FAIL_RULE}), "descendants ran after a failure"
+
+
+def test_every_rule_ran_as_a_completed_slurm_job(scenario):
+    runs, records = scenario["runs"], scenario["records"]
+    gpus = gpu_rules(scenario["slurm"])
+    expected = set(gpus) - {"all", "shared_config", "run_config"}  # local rules
+    ran = runs["first"].rules | runs["rerun"].rules
+    assert ran == expected
+    for run in runs.values():
+        for job_id, rule in run.jobs.items():
+            rec = records[job_id]
+            assert re.fullmatch(rf"rule_{rule}(_wildcards_.*)?", rec["Comment"]), rec["Comment"]
+            if job_id not in runs["first"].cancelled:
+                assert (rec["JobState"], rec["ExitCode"]) == ("COMPLETED", "0:0"), (rule, rec)
+            slurm_log = scenario["slurm"] / ".snakemake" / "slurm_logs" / f"rule_{rule}"
+            assert list(slurm_log.rglob(f"{job_id}.log")), f"no SLURM log {job_id}.log for {rule}"
+
+
+def test_gpu_rules_asked_for_gpus_and_cpu_rules_did_not(scenario):
+    gpus = gpu_rules(scenario["slurm"])
+    assert gpus["stage1"] >= 1 and gpus["stage2"] >= 1 and gpus["ingest"] == 0
+    for run in scenario["runs"].values():
+        for job_id, rule in run.jobs.items():
+            tres = scenario["records"][job_id].get("TresPerJob", "")
+            if gpus[rule]:
+                assert tres == f"gres:gpu:{gpus[rule]}", (rule, job_id, tres)
+            else:
+                assert "gpu" not in tres, (rule, job_id, tres)
+
+
+def test_rerun_resumes_from_finished_stages(scenario):
+    rerun = scenario["runs"]["rerun"]
+    assert rerun.returncode == 0, rerun.output[-5000:]
+    assert rerun.rules == FAIL_DESCENDANTS
+
+
+def test_forcerun_resubmits_only_that_stage_and_descendants(scenario):
+    forced = scenario["runs"]["forcerun"]
+    assert forced.returncode == 0, forced.output[-5000:]
+    assert forced.rules == FORCE_DESCENDANTS
+
+
+def test_outputs_match_a_local_run(scenario):
+    local, slurm = files_under(scenario["local"]), files_under(scenario["slurm"])
+    assert local, "the local run produced nothing"
+    assert slurm == local, {"only_slurm": slurm - local, "only_local": local - slurm}
+
+
+def test_training_went_through_the_launcher(scenario):
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    for stage in ("stage1", "stage2"):
+        text = (scenario["slurm"] / "logs" / config.get("run", "default") / f"{stage}.log")
+        assert "launch mode direct, 1 rank(s)" in text.read_text()
