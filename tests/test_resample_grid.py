@@ -7,14 +7,20 @@ import pytest
 import torch
 
 from ctrg.data.resample import (
+    crop_or_pad,
     normalise_,
     output_affine,
     plan_resample,
     resample_intensity,
     resample_labels,
     resampled_size,
-    to_canonical,
+    to_float_canonical,
+    window_bounds,
 )
+
+
+def pipeline(native: np.ndarray, plan, fill=np.nan) -> np.ndarray:
+    return crop_or_pad(resample_intensity(to_float_canonical(native, plan), plan), plan, fill, np.float32)
 
 
 def test_resampled_size_hand_values():
@@ -44,12 +50,12 @@ def test_canonical_orientation_and_affine_from_a_world_ramp(name):
     hu = (3.0 * world[..., 0] - 2.0 * world[..., 1] + 5.0 * world[..., 2]).astype(np.float32)
     native = np.ascontiguousarray(hu.transpose(2, 1, 0))  # (K, J, I)
     plan = plan_resample(affine, native.shape, (4.0, 3.0, 2.0), (10, 12, 14))
-    out = to_canonical(resample_intensity(torch.from_numpy(native), plan), plan, np.nan, np.float32)
+    out = pipeline(native, plan)
     out_affine = output_affine(affine, plan)
     # canonical: d -> +S, h -> +A, w -> +R, all positive
     rot = out_affine[:3, :3]
     assert np.all(np.diag(rot[::-1]) > 0) and np.count_nonzero(np.abs(rot) > 1e-9) == 3
-    np.testing.assert_allclose(rot[::-1].diagonal(), plan.output_spacing)  # (Z, Y, X)
+    np.testing.assert_allclose(rot[::-1].diagonal(), plan.resampled_spacing)  # (Z, Y, X)
     dhw = np.stack(np.meshgrid(*[np.arange(n) for n in out.shape], indexing="ij"), axis=-1)
     expected_world = dhw @ out_affine[:3, :3].T + out_affine[:3, 3]
     expected = 3.0 * expected_world[..., 0] - 2.0 * expected_world[..., 1] + 5.0 * expected_world[..., 2]
@@ -60,13 +66,13 @@ def test_canonical_orientation_and_affine_from_a_world_ramp(name):
 
 def test_centre_crop_and_pad_offsets():
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
-    native = torch.arange(7 * 10 * 1, dtype=torch.float32).reshape(7, 10, 1).expand(7, 10, 4)
+    native = np.broadcast_to(np.arange(70, dtype=np.float32).reshape(7, 10, 1), (7, 10, 4))
     plan = plan_resample(affine, (7, 10, 4), (1.0, 1.0, 1.0), (4, 13, 4))
     assert plan.start == (1, -1, 0)  # crop 7 -> 4 from (7-4)//2; pad 10 -> 13 with 1 before
-    out = to_canonical(native.contiguous(), plan, -1.0, np.float32)
+    out = pipeline(native, plan, fill=-1.0)
     assert out.shape == (4, 13, 4)
     assert np.all(out[:, 0] == -1) and np.all(out[:, 11:] == -1)
-    np.testing.assert_array_equal(out[:, 1:11, 0], native[1:5, :, 0].numpy())
+    np.testing.assert_array_equal(out[:, 1:11, 0], native[1:5, :, 0])
 
 
 def test_normalise_maps_window_to_unit_range():
@@ -79,14 +85,23 @@ def test_normalise_maps_window_to_unit_range():
     assert values.half()[0] == -1.0 and values.half()[2] == 1.0
 
 
+def test_folded_window_equals_rescale_then_window():
+    stored = np.array([-5000.0, 0.0, 24.0, 1024.0, 1500.0, 2100.0, 9000.0], dtype=np.float32)
+    slope, inter, lo, hi = 1.0, -1024.0, -160.0, 240.0
+    expected = np.clip(((stored * slope + inter) - lo) * 2 / (hi - lo) - 1, -1, 1)
+    scale, offset = window_bounds(lo, hi, slope, inter)
+    folded = np.clip(stored * scale, -1 - offset, 1 - offset) + offset
+    np.testing.assert_allclose(folded, expected, atol=1e-6)
+
+
 def test_labels_follow_the_intensity_grid():
     """A label map equal to a thresholded ramp stays aligned with the resampled ramp."""
     affine = np.diag([-0.8, 0.8, 2.0, 1.0])
     native = np.broadcast_to(np.arange(9, dtype=np.float32)[:, None, None], (9, 16, 16)).copy()
     labels = (native >= 4).astype(np.uint8) * 3
     plan = plan_resample(affine, native.shape, (1.0, 1.6, 1.6), (20, 8, 8))
-    image = to_canonical(resample_intensity(torch.from_numpy(native), plan), plan, -1.0, np.float32)
-    mask = to_canonical(resample_labels(labels, plan), plan, 0, np.uint8)
+    image = pipeline(native, plan, fill=-1.0)
+    mask = crop_or_pad(resample_labels(labels, plan), plan, 0, np.uint8)
     assert mask.dtype == np.uint8 and mask.shape == image.shape == (20, 8, 8)
     assert set(np.unique(mask)) == {0, 3}
     # rows that sample slice index >= 3.5 round to label 3 (nearest), except padding

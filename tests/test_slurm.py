@@ -109,9 +109,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 def snakemake_cmd(workdir: Path, *args: str, slurm: bool = True) -> list[str]:
     profile = ["--profile", "slurm", "--slurm-init-seconds-before-status-checks", "1"]
     return [
-        sys.executable, "-m", "snakemake",
+        sys.executable, "-m", "snakemake", *TARGETS,
         *(profile if slurm else ["--cores", "2"]),
-        "--directory", str(workdir), "--configfile", str(TINY_CONFIG), *args, *TARGETS,
+        "--directory", str(workdir), "--configfile", str(TINY_CONFIG), *args,
     ]  # fmt: skip
 
 

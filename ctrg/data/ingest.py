@@ -27,12 +27,13 @@ from ctrg.config import load_schema, load_stage_config, validate
 from ctrg.data.dicom import read_dicom_series
 from ctrg.data.nifti import RawVolume, VolumeError, is_nifti, read_label_map, read_nifti
 from ctrg.data.resample import (
-    normalise_,
+    crop_or_pad,
     output_affine,
     plan_resample,
     resample_intensity,
     resample_labels,
-    to_canonical,
+    to_float_canonical,
+    window_bounds,
 )
 from ctrg.runtime import (
     atomic_path,
@@ -155,45 +156,44 @@ def _fmt(values) -> str:
 def preprocess_volume(
     volume: RawVolume, section: dict[str, Any], row: dict[str, str] | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Resample, window, normalise and crop/pad one volume.
+    """Reorient, resample, window, normalise and crop/pad one volume.
 
     Args:
-        volume: as read; ``volume.data`` ``(K, J, I)``.
+        volume: as read; ``volume.data`` ``(K, J, I)`` stored values.
         section: the resolved ``preprocess`` config section.
         row: the manifest row (optional ``rescale_slope``/``rescale_intercept`` columns).
 
     Returns:
-        ``(D, H, W)`` float16 array in [-1, 1] (possibly a flipped view) and an info dict
-        (plan, spacings, shapes, HU statistics, rule used, warnings, output affine).
+        ``(D, H, W)`` float16 array in [-1, 1] and an info dict (plan, spacings, shapes, HU
+        min/max of the source volume and mean of the resampled one, rescale rule, warnings,
+        output affine).
     """
-    raw = torch.from_numpy(np.ascontiguousarray(volume.data))  # no copy for NIfTI
+    raw = torch.from_numpy(volume.data)  # (K, J, I), shares memory
     if raw.dtype.is_floating_point and bool(torch.isnan(raw).any()):
         raise VolumeError(f"volume contains {int(torch.isnan(raw).sum())} NaN voxel(s)")
     stored_min, stored_max = (float(v) for v in torch.aminmax(raw))
     if not np.isfinite(stored_min) or not np.isfinite(stored_max):
         raise VolumeError("volume contains infinite values")
     if stored_min == stored_max:
-        raise VolumeError(f"constant volume: every voxel is {stored_min:g}")
-    slope, inter, rule = decide_rescale(volume, stored_min, row or {}, section)
-    plan = plan_resample(volume.affine, raw.shape, section["spacing"], section["shape"])
-    resampled = resample_intensity(raw, plan)  # (K', J', I') float32
+        raise VolumeError(f"constant volume: every voxel is {stored_min * volume.slope + volume.inter:g}")
     del raw
-    if slope != 1.0 or inter != 0.0:
-        resampled.mul_(slope).add_(inter)
-    hu_min, hu_max = (float(v) for v in torch.aminmax(resampled))
-    hu_mean = float(resampled.mean())
-    lo, hi = section["hu_window"]
-    normalise_(resampled, lo, hi)
-    array = to_canonical(resampled, plan, fill=-1.0, dtype=np.float16)
+    slope, inter, rule = decide_rescale(volume, stored_min, row or {}, section)
+    scale, offset = window_bounds(*section["hu_window"], slope=slope, inter=inter)
+    plan = plan_resample(volume.affine, volume.data.shape, section["spacing"], section["shape"])
+    resampled = resample_intensity(to_float_canonical(volume.data, plan, scale), plan)
+    # mean HU of the resampled volume (before the window): scaled = (HU - inter) * slope'/slope
+    resampled_mean = float(resampled.mean()) / scale * slope + inter
+    resampled.add_(offset).clamp_(-1.0, 1.0)  # the window: [lo, hi] HU -> [-1, 1]
+    array = crop_or_pad(resampled, plan, fill=-1.0, dtype=np.float16)
     info = {
         "plan": plan,
-        "orig_spacing": plan.canonical_spacing,
-        "orig_shape": plan.canonical_shape,
-        "spacing": plan.output_spacing,
+        "orig_spacing": plan.spacing,
+        "orig_shape": plan.shape,
+        "spacing": plan.resampled_spacing,
         "shape": plan.out_shape,
-        "hu_min": hu_min,
-        "hu_max": hu_max,
-        "hu_mean": hu_mean,
+        "hu_min": stored_min * slope + inter,
+        "hu_max": stored_max * slope + inter,
+        "hu_mean": resampled_mean,
         "hu_rule": rule,
         "affine": output_affine(volume.affine, plan),
         "warnings": list(volume.warnings),
@@ -255,7 +255,7 @@ def process_case(row: dict[str, str], base: Path, section: dict, out: Path) -> d
             labels = read_label_map(_resolve(row[column], base), volume.data.shape, header_affine, column)
             resampled = resample_labels(labels, info["plan"])
             with atomic_path(out / f"{case_id}_{suffix}.npy") as tmp:
-                np.save(tmp, to_canonical(resampled, info["plan"], fill=0, dtype=np.uint8))
+                np.save(tmp, crop_or_pad(resampled, info["plan"], fill=0, dtype=np.uint8))
             result[out_column] = f"{case_id}_{suffix}.npy"
     result.update(
         orig_spacing=_fmt(info["orig_spacing"]), orig_shape=_fmt(info["orig_shape"]),

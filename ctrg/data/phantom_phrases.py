@@ -202,10 +202,13 @@ NORMAL: dict[str, list[str]] = {
     "heart": [
         "The thoracic aorta has a normal diameter.",
         "Mediastinal vascular structures are of normal calibre.",
+        "The mediastinal fat planes are preserved.",
+        "The great vessels of the mediastinum have a normal calibre.",
     ],
     "esophagus": [
         "The thoracic esophagus has a normal calibre without wall thickening.",
         "Esophageal wall thickness is normal.",
+        "The esophagus is unremarkable along its thoracic course.",
     ],
     "thyroid": [
         "The included parts of the thyroid gland are unremarkable.",
@@ -215,17 +218,28 @@ NORMAL: dict[str, list[str]] = {
         "Both lungs are normally aerated.",
         "The lung parenchyma is clear.",
         "Aeration of both lungs is normal.",
+        "No infiltrative lesion is seen in the lung parenchyma.",
+        "The bronchovascular markings of both lungs are normal.",
     ],
-    "pleura": ["The pleural surfaces are smooth.", "The diaphragm contours are normal."],
+    "pleura": [
+        "The pleural surfaces are smooth.",
+        "The diaphragm contours are normal.",
+        "The pleural spaces and costophrenic angles are clear.",
+    ],
     "abdomen": [
         "The upper abdominal organs within the scan are unremarkable.",
         "No focal lesion is seen in the visualised part of the liver.",
         "The visualised liver, spleen and adrenal glands are normal.",
+        "Both adrenal glands are normal in size.",
+        "No free fluid is seen in the upper abdomen.",
+        "The spleen and gallbladder appear normal in the included sections.",
     ],
     "bone": [
         "The bony structures are unremarkable.",
         "Vertebral body heights are preserved.",
         "No lytic or sclerotic bone lesion is seen.",
+        "No fracture is seen in the visualised bones.",
+        "The thoracic vertebrae are normally aligned.",
     ],
     "breast female": [
         "Breast tissue is seen bilaterally without a focal mass.",

@@ -40,6 +40,17 @@ def _pick(rng: np.random.Generator, options: list[str]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
+BOILERPLATE_COUNT = {"heart": 2, "lung": 2, "abdomen": 3, "bone": 2}
+"""Most normal sentences said about a structure (at least one when it is described)."""
+
+
+def _pick_some(rng: np.random.Generator, options: list[str], most: int) -> list[str]:
+    """1..most distinct options, in their listed order."""
+    n = int(rng.integers(1, min(most, len(options)) + 1))
+    chosen = sorted(rng.choice(len(options), size=n, replace=False))
+    return [options[i] for i in chosen]
+
+
 def _fields(f: Finding) -> dict[str, str]:
     """Template fields of one finding."""
     side = f.side or "bilateral"
@@ -133,10 +144,12 @@ def _normal_sentences(
         options = [s for s in NORMAL["bone"] if positives == [] or "heights" in s]
         if "Vertebral compression" in present:
             options = [s for s in options if "heights" not in s]
-        return [_pick(rng, options)] if options and rng.random() < 0.9 else []
+        if not options or rng.random() >= 0.9:
+            return []
+        return _pick_some(rng, options, BOILERPLATE_COUNT["bone"])
     if positives and structure not in ("trachea and bronchi", "heart"):
         return []
-    return [_pick(rng, NORMAL[structure])]
+    return _pick_some(rng, NORMAL[structure], BOILERPLATE_COUNT.get(structure, 1))
 
 
 def _negations(structure: str, present: set[str], rng: np.random.Generator) -> list[str]:

@@ -34,7 +34,7 @@ class DecoderConfig:
     num_layers: int = 6  # decoder layers
     num_heads: int = 4  # attention heads (d_model % num_heads == 0)
     ff_dim: int = 1024  # feed-forward width
-    dropout: float = 0.1  # dropout in attention, feed-forward and embeddings
+    dropout: float = 0.1  # dropout on residual branches, feed-forward and embeddings
     max_length: int = 256  # most token positions (BOS and EOS included)
     pad_id: int = 0  # padding id (never attended to as a target)
 
@@ -56,14 +56,17 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 class DecoderLayer(nn.Module):
-    """Pre-norm layer: causal self-attention, cross-attention to memory, feed-forward."""
+    """Pre-norm layer: causal self-attention, cross-attention to memory, feed-forward.
+
+    Dropout acts on the residual branches and inside the feed-forward, not on attention
+    probabilities: that keeps CPU/GPU fused attention kernels usable (no L x T matrix).
+    """
 
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
         if cfg.d_model % cfg.num_heads:
             raise ValueError(f"d_model {cfg.d_model} not divisible by num_heads {cfg.num_heads}")
         self.heads = cfg.num_heads
-        self.dropout = cfg.dropout
         self.norm_self = nn.LayerNorm(cfg.d_model)
         self.self_qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.self_out = nn.Linear(cfg.d_model, cfg.d_model)
@@ -101,7 +104,6 @@ class DecoderLayer(nn.Module):
         Returns:
             hidden (B, L_new, D) and the self-attention keys/values of all positions.
         """
-        drop = self.dropout if self.training else 0.0
         query, key, value = self.self_qkv(self.norm_self(hidden)).chunk(3, dim=-1)
         query, key, value = (_split_heads(t, self.heads) for t in (query, key, value))
         if past is not None:
@@ -109,21 +111,21 @@ class DecoderLayer(nn.Module):
             value = torch.cat([past[1], value], dim=2)
         new_len, total_len = query.shape[2], key.shape[2]
         if new_len == 1:
-            attended = F.scaled_dot_product_attention(query, key, value, dropout_p=drop)
+            attended = F.scaled_dot_product_attention(query, key, value)
         elif new_len == total_len:
             attended = F.scaled_dot_product_attention(
-                query, key, value, dropout_p=drop, is_causal=True
+                query, key, value, is_causal=True
             )
         else:  # several new positions after a cache: explicit causal mask with an offset
             offset = total_len - new_len
             mask = torch.ones(new_len, total_len, dtype=torch.bool, device=hidden.device)
             mask = torch.tril(mask, diagonal=offset)
             attended = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=mask, dropout_p=drop
+                query, key, value, attn_mask=mask
             )
         hidden = hidden + self.drop(self.self_out(_merge_heads(attended)))
         cross_query = _split_heads(self.cross_q(self.norm_cross(hidden)), self.heads)
-        crossed = F.scaled_dot_product_attention(cross_query, *memory_kv, dropout_p=drop)
+        crossed = F.scaled_dot_product_attention(cross_query, *memory_kv)
         hidden = hidden + self.drop(self.cross_out(_merge_heads(crossed)))
         hidden = hidden + self.drop(self.ff(self.norm_ff(hidden)))
         return hidden, (key, value)

@@ -75,7 +75,7 @@ def read_structure_texts(
 
 def encode_unique(encoder, texts: list[str], batch_size: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
     """Encode each distinct text once; returns (len(texts), H) in input order."""
-    unique = sorted(set(texts))
+    unique = sorted(set(texts), key=lambda t: (len(t), t))  # similar lengths batch together
     index = {text: i for i, text in enumerate(unique)}
     vectors = encoder.encode(unique, batch_size=batch_size)
     return vectors[torch.tensor([index[t] for t in texts], dtype=torch.long)]

@@ -76,6 +76,7 @@ class _Rules:
     mention: dict[str, re.Pattern]
     contextual: dict[str, list[tuple[re.Pattern, re.Pattern, re.Pattern | None]]]
     veto: dict[str, re.Pattern | None]
+    not_negation: dict[str, re.Pattern | None]
     pre: re.Pattern
     post: re.Pattern
     affirm: re.Pattern | None
@@ -97,7 +98,7 @@ def load_rules(name: str = "label_rules.yaml") -> _Rules:
     extra = sorted(set(labels) - set(CTRATE_LABELS))
     if missing or extra:
         raise ValueError(f"{name}: labels missing {missing}, unknown {extra}")
-    mention, veto, uncertain_positive, contextual = {}, {}, {}, {}
+    mention, veto, uncertain_positive, contextual, not_negation = {}, {}, {}, {}, {}
     default_uncertain = bool(data.get("uncertain_positive", True))
     for label in CTRATE_LABELS:
         entry = labels[label]
@@ -105,6 +106,7 @@ def load_rules(name: str = "label_rules.yaml") -> _Rules:
         if mention[label] is None:
             raise ValueError(f"{name}: label {label!r} has no mention patterns")
         veto[label] = _compile(entry.get("veto") or [], f"{label}.veto")
+        not_negation[label] = _compile(entry.get("not_negation") or [], f"{label}.not_negation")
         contextual[label] = [
             (
                 _compile(group["mention"], f"{label}.contextual[{i}].mention"),
@@ -119,6 +121,7 @@ def load_rules(name: str = "label_rules.yaml") -> _Rules:
         mention=mention,
         contextual=contextual,
         veto=veto,
+        not_negation=not_negation,
         pre=_compile(neg.get("pre") or ["(?!)"], "negation.pre", whole_words=True),
         post=_compile(neg.get("post") or ["(?!)"], "negation.post", whole_words=True),
         affirm=_compile(neg.get("affirm") or [], "negation.affirm"),
@@ -195,7 +198,7 @@ class Labeller:
             for match in self._matches(label, clause):
                 before = clause[max(0, match.start() - rules.pre_window) : match.start()]
                 negated = bool(rules.pre.search(before)) or self._post_negated(
-                    clause[match.end() :]
+                    label, clause[match.end() :]
                 )
                 out.append(Mention(label, sentence, match.group(0), negated, uncertain, side, lobe))
         return out
@@ -208,8 +211,14 @@ class Labeller:
                 found.extend(pattern.finditer(clause))
         return found
 
-    def _post_negated(self, after: str) -> bool:
-        """A post-negation cue after the mention, with no affirmation in between."""
+    def _post_negated(self, label: str, after: str) -> bool:
+        """A post-negation cue after the mention, with no affirmation in between.
+
+        Phrases in the label's ``not_negation`` list are blanked out first.
+        """
+        exceptions = self.rules.not_negation[label]
+        if exceptions is not None:
+            after = exceptions.sub(lambda m: " " * len(m.group(0)), after)
         cue = self.rules.post.search(after)
         if cue is None:
             return False

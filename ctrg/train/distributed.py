@@ -7,6 +7,7 @@ import random
 import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,10 @@ def init_distributed(device_kind: str = "cpu") -> DistInfo:
         return DistInfo()
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        # long timeout: rank 0 validates alone while the others wait at a barrier
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world, timeout=timedelta(hours=2)
+        )
     return DistInfo(rank=rank, world_size=world, local_rank=local)
 
 

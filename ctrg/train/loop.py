@@ -443,10 +443,11 @@ class Trainer:
             "best": self.best,
             "last_checkpoint": str(self.work / "checkpoint.pt"),
             "best_checkpoint": str(self.work / "best.pt") if self.best else None,
-            "samples_per_second": trained
-            * self.sampler.global_batch
-            * self.config.grad_accum
-            / max(elapsed, 1e-9),
+            "samples_per_second": (
+                trained * self.sampler.global_batch * self.config.grad_accum / elapsed
+                if trained > 0
+                else None
+            ),
             "peak_memory_mb": peak_memory_mb(self.device),
             "elapsed_s": elapsed,
         }

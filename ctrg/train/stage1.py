@@ -262,9 +262,11 @@ def run(args: argparse.Namespace) -> int:
     }
     write_stage_summary(args.out, "stage1", payload, summary)
     log.info(
-        "stage 1 done: exported step %d, %.2f volumes/s, peak memory %.0f MB",
+        "stage 1 done: exported step %d, %s volumes/s, peak memory %.0f MB",
         step,
-        summary["volumes_per_second"],
+        "n/a (nothing left to train)"
+        if summary["volumes_per_second"] is None
+        else f"{summary['volumes_per_second']:.2f}",
         summary["peak_memory_mb"],
     )
     return 0
