@@ -99,7 +99,8 @@ def overlay_png(
         for col, (plane, cut, aspect) in enumerate(_planes(volume, peak, spacing)):
             ax = axes[s, col]
             ax.imshow(cut(volume), cmap="gray", vmin=-1, vmax=1, aspect=aspect)
-            ax.imshow(cut(maps[s]) / top, cmap="hot", alpha=0.45, vmin=0, vmax=1, aspect=aspect)
+            heat = np.ma.masked_less(cut(maps[s]) / top, 0.25)  # keep anatomy visible
+            ax.imshow(heat, cmap="hot", alpha=0.5, vmin=0, vmax=1, aspect=aspect)
             if cut(mask[s]).any():
                 ax.contour(cut(mask[s]).astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
             ax.set_xticks([])

@@ -79,10 +79,23 @@ def test_shuffled_series_round_trips_and_equals_the_nifti_path(tmp_path):
     ]
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     assert ingest.main([str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "out"), *ARGS]) == 0
-    from_dicom, from_nifti = (np.load(tmp_path / "out" / f"{c}.npy") for c in ("from_dicom", "from_nifti"))
+    from_dicom, from_nifti = (
+        np.load(tmp_path / "out" / f"{c}.npy") for c in ("from_dicom", "from_nifti")
+    )
     np.testing.assert_array_equal(from_dicom, from_nifti)
     # at the native spacing nothing is interpolated: LPS -> (S, A, R) flips rows and columns
-    native = ["--spacing", "2.5", "0.8", "0.6", "--shape", "9", "20", "18", "--out", str(tmp_path / "n")]
+    native = [
+        "--spacing",
+        "2.5",
+        "0.8",
+        "0.6",
+        "--shape",
+        "9",
+        "20",
+        "18",
+        "--out",
+        str(tmp_path / "n"),
+    ]
     assert ingest.main([str(tmp_path / "manifest.csv"), *native]) == 0
     expected = (hu[:, ::-1, ::-1] / 1000.0).astype(np.float16)
     np.testing.assert_array_equal(np.load(tmp_path / "n" / "from_dicom.npy"), expected)
@@ -96,7 +109,9 @@ def test_two_series_pick_by_rule_warn_or_reject(tmp_path):
     write_dicom_series(phantom_hu((5, 20, 18)), tmp_path / "two" / "b", series_number=4)
     volume = read_dicom_series(tmp_path / "two")
     assert volume.data.shape == (9, 20, 18)
-    assert any("2 CT series" in w and "picked series 3 by rule most_slices" in w for w in volume.warnings)
+    assert any(
+        "2 CT series" in w and "picked series 3 by rule most_slices" in w for w in volume.warnings
+    )
     with pytest.raises(VolumeError, match="2 CT series"):
         read_dicom_series(tmp_path / "two", multiple="reject")
     write_dicom_series(phantom_hu((9, 20, 18)), tmp_path / "tie" / "a", series_number=1)
@@ -114,7 +129,9 @@ def test_duplicated_slice_is_dropped_with_a_warning(tmp_path):
 
 
 def test_identifying_headers_never_reach_outputs_or_logs(tmp_path, caplog, capsys):
-    write_dicom_series(phantom_hu(), tmp_path / "patient", header=PHI, file_order=[3, 1, 4, 0, 8, 2, 6, 5, 7])
+    write_dicom_series(
+        phantom_hu(), tmp_path / "patient", header=PHI, file_order=[3, 1, 4, 0, 8, 2, 6, 5, 7]
+    )
     write_dicom_series(phantom_hu((4, 20, 18)), tmp_path / "patient" / "scout", header=PHI)
     write_dicom_series(phantom_hu((5, 20, 18)), tmp_path / "other", header=PHI)
     (tmp_path / "other" / "IM0002.dcm").unlink()  # missing slice -> rejected, reason logged
@@ -127,12 +144,16 @@ def test_identifying_headers_never_reach_outputs_or_logs(tmp_path, caplog, capsy
     captured = capsys.readouterr()
     logs = caplog.text + captured.out + captured.err
     assert "anon_001" in logs and "anon_002" in logs  # the logs are really there
-    assert len(pd.read_csv(out / "rejected.csv")) == 1 and len(pd.read_csv(out / "manifest.csv")) == 1
+    assert (
+        len(pd.read_csv(out / "rejected.csv")) == 1 and len(pd.read_csv(out / "manifest.csv")) == 1
+    )
     blobs = [p.read_bytes() for p in out.rglob("*") if p.is_file()]
     assert len(blobs) >= 5
     for value in PHI.values():
         for token in {value, *value.split("^")}:
             assert token not in logs
             assert all(token.encode() not in blob for blob in blobs)
-    _, info = ingest.load_and_preprocess(tmp_path / "patient", {"spacing": [3, 2, 2], "shape": [8, 12, 12]})
+    _, info = ingest.load_and_preprocess(
+        tmp_path / "patient", {"spacing": [3, 2, 2], "shape": [8, 12, 12]}
+    )
     assert info["case_id"].startswith("dcm_") and all(v not in str(info) for v in PHI.values())

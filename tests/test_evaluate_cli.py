@@ -54,8 +54,14 @@ def shared_scorer(scorer, monkeypatch):
 @pytest.fixture()
 def data(tmp_path):
     ids = [f"phantom_{i:04d}" for i in range(len(REFS))]
-    frame = pd.DataFrame({"case_id": ids + ["phantom_0099"], "split": ["test"] * 5 + ["train"],
-                          "reference": REFS + ["x"], "prediction": REFS + ["y"]})
+    frame = pd.DataFrame(
+        {
+            "case_id": ids + ["phantom_0099"],
+            "split": ["test"] * 5 + ["train"],
+            "reference": REFS + ["x"],
+            "prediction": REFS + ["y"],
+        }
+    )
     frame.to_csv(tmp_path / "perfect.csv", index=False)
     frame.assign(prediction=WORSE + ["y"]).to_csv(tmp_path / "worse.csv", index=False)
     labels = pd.DataFrame(0, index=range(5), columns=list(CTRATE_LABELS))
@@ -63,17 +69,33 @@ def data(tmp_path):
     labels.loc[0, "Emphysema"] = 1
     labels.loc[1, "Pleural effusion"] = 1
     labels.to_csv(tmp_path / "labels.csv", index=False)
-    cfg = {"seed": 0, "run": "t", "device": "cpu", "section": "evaluate",
-           "evaluate": {"bootstrap_resamples": 20, "also_normalise": ["ptb", "lower-nopunct"]}}
+    cfg = {
+        "seed": 0,
+        "run": "t",
+        "device": "cpu",
+        "section": "evaluate",
+        "evaluate": {"bootstrap_resamples": 20, "also_normalise": ["ptb", "lower-nopunct"]},
+    }
     (tmp_path / "evaluate.json").write_text(json.dumps(cfg))
     return tmp_path
 
 
 def test_evaluate_run_outputs(data, shared_scorer):
     out = data / "eval"
-    rc = ctrg(["evaluate", str(data / "worse.csv"), "--config", str(data / "evaluate.json"),
-               "--ground-truth", str(data / "labels.csv"), "--compare", str(data / "perfect.csv"),
-               "--out", str(out)])
+    rc = ctrg(
+        [
+            "evaluate",
+            str(data / "worse.csv"),
+            "--config",
+            str(data / "evaluate.json"),
+            "--ground-truth",
+            str(data / "labels.csv"),
+            "--compare",
+            str(data / "perfect.csv"),
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_cases"] == 5  # the train row is left out
@@ -103,8 +125,20 @@ def test_evaluate_run_outputs(data, shared_scorer):
 def test_evaluate_text_keys_and_perfect_scores(data, shared_scorer):
     out = data / "text.json"
     pd.read_csv(data / "perfect.csv").head(5).to_csv(data / "five.csv", index=False)
-    rc = ctrg(["evaluate-text", str(data / "five.csv"), "--reference-column", "reference",
-               "--prediction-column", "prediction", "--normalise", "lower", "--out", str(out)])
+    rc = ctrg(
+        [
+            "evaluate-text",
+            str(data / "five.csv"),
+            "--reference-column",
+            "reference",
+            "--prediction-column",
+            "prediction",
+            "--normalise",
+            "lower",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     metrics = json.loads(out.read_text())
     assert metrics["n_cases"] == 5
@@ -113,19 +147,42 @@ def test_evaluate_text_keys_and_perfect_scores(data, shared_scorer):
     assert metrics["ce_micro_f1"] == pytest.approx(1.0)
     assert "ce_macro_f1" in metrics and metrics["protocol"]["normalise"] == "lower"
     off = data / "off.json"
-    ctrg(["evaluate-text", str(data / "perfect.csv"), "--reference-column", "reference",
-          "--prediction-column", "prediction", "--labeller", "off", "--out", str(off)])
+    ctrg(
+        [
+            "evaluate-text",
+            str(data / "perfect.csv"),
+            "--reference-column",
+            "reference",
+            "--prediction-column",
+            "prediction",
+            "--labeller",
+            "off",
+            "--out",
+            str(off),
+        ]
+    )
     assert "ce_micro_f1" not in json.loads(off.read_text())
 
 
 def test_missing_columns_name_the_file(data, shared_scorer):
     with pytest.raises(ValueError, match=r"perfect.csv: missing columns \['report'\]"):
-        ctrg(["evaluate-text", str(data / "perfect.csv"), "--reference-column", "report",
-              "--prediction-column", "prediction", "--out", str(data / "x.json")])
+        ctrg(
+            [
+                "evaluate-text",
+                str(data / "perfect.csv"),
+                "--reference-column",
+                "report",
+                "--prediction-column",
+                "prediction",
+                "--out",
+                str(data / "x.json"),
+            ]
+        )
     cfg = data / "evaluate.json"
     with pytest.raises(ValueError, match=r"no rows of splits \['valid'\]"):
         payload = json.loads(cfg.read_text())
         payload["evaluate"]["splits"] = ["valid"]
         cfg.write_text(json.dumps(payload))
-        ctrg(["evaluate", str(data / "perfect.csv"), "--config", str(cfg), "--out",
-              str(data / "e")])
+        ctrg(
+            ["evaluate", str(data / "perfect.csv"), "--config", str(cfg), "--out", str(data / "e")]
+        )

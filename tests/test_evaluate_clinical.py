@@ -54,7 +54,11 @@ def test_zero_division_gives_zero():
 def test_clinical_report_json_ready():
     report = clinical_report(TRUTH, PRED, labels=("a", "b", "c"))
     assert report["per_label"]["b"] == {
-        "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3), "support": 1, "predicted": 2
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": pytest.approx(2 / 3),
+        "support": 1,
+        "predicted": 2,
     }
     assert report["micro_f1"] == pytest.approx(0.6)
 

@@ -62,8 +62,9 @@ def test_bleu_stats_reproduce_pycocoevalcap_on_a_random_corpus(scorer):
     words = "no pleural effusion nodule lung right left lobe heart normal size".split()
     refs = [" ".join(rng.choice(words, rng.integers(3, 12))) for _ in range(40)]
     preds = [" ".join(rng.choice(words, rng.integers(1, 12))) for _ in range(40)]
-    expected, _ = Bleu(4).compute_score(dict(enumerate([[r] for r in refs])),
-                                        dict(enumerate([[p] for p in preds])), verbose=0)
+    expected, _ = Bleu(4).compute_score(
+        dict(enumerate([[r] for r in refs])), dict(enumerate([[p] for p in preds])), verbose=0
+    )
     ours = bleu_from_stats(bleu_case_stats(refs, preds).sum(0))
     np.testing.assert_allclose(ours, expected, rtol=1e-12)
     assert scorer.score(refs, preds).corpus["bleu_4"] == pytest.approx(expected[3], rel=1e-12)
@@ -84,7 +85,9 @@ def test_normalisations():
     text = ["No pleural  effusion.\nHeart: normal-sized, (img 12)!"]
     assert normalise_texts(text, "raw") == ["No pleural effusion. Heart: normal-sized, (img 12)!"]
     assert normalise_texts(text, "lower") == ["no pleural effusion. heart: normal-sized, (img 12)!"]
-    assert normalise_texts(text, "lower-nopunct") == ["no pleural effusion heart normal sized img 12"]
+    assert normalise_texts(text, "lower-nopunct") == [
+        "no pleural effusion heart normal sized img 12"
+    ]
     ptb = normalise_texts(text, "ptb")
     reference = PTBTokenizer().tokenize({0: [{"caption": text[0].replace("\n", " ")}]})[0]
     assert ptb == reference

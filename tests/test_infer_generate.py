@@ -18,11 +18,23 @@ from ctrg.models.decoder import DecoderConfig, ReportDecoder
 from ctrg.models.observer import ObserverConfig, StructureObserver, observer_config_dict
 from ctrg.models.tokenizer import train_tokenizer
 
-REPORTS = ["No pleural effusion. The heart is normal.", "Emphysema in both lungs.",
-           "A nodule in the right upper lobe. No effusion."] * 4
-OBSERVER = {"volume_shape": [16, 32, 32], "patch_shape": [4, 8, 8], "vision_dim": 32,
-            "vision_heads": 2, "vision_dim_head": 16, "spatial_depth": 1, "temporal_depth": 1,
-            "query_dim": 32, "query_heads": 2, "embed_dim": 32}
+REPORTS = [
+    "No pleural effusion. The heart is normal.",
+    "Emphysema in both lungs.",
+    "A nodule in the right upper lobe. No effusion.",
+] * 4
+OBSERVER = {
+    "volume_shape": [16, 32, 32],
+    "patch_shape": [4, 8, 8],
+    "vision_dim": 32,
+    "vision_heads": 2,
+    "vision_dim_head": 16,
+    "spatial_depth": 1,
+    "temporal_depth": 1,
+    "query_dim": 32,
+    "query_heads": 2,
+    "embed_dim": 32,
+}
 
 
 def _write(path, section, body, model_stage=True):
@@ -40,22 +52,45 @@ def run_dir(tmp_path_factory):
     run = results / "r"
     config = ObserverConfig.from_dict(OBSERVER)
     observer = StructureObserver(config)
-    content = save_frozen(run / "frozen" / "model.safetensors", observer.state_dict(),
-                          observer_config_dict(config))
+    content = save_frozen(
+        run / "frozen" / "model.safetensors", observer.state_dict(), observer_config_dict(config)
+    )
     tokenizer = train_tokenizer(REPORTS, "bpe", 300, 1)
-    dcfg = DecoderConfig(vocab_size=tokenizer.vocab_size, visual_dim=32, d_model=32,
-                         num_layers=1, num_heads=2, ff_dim=64, max_length=24,
-                         pad_id=tokenizer.pad_id)
+    dcfg = DecoderConfig(
+        vocab_size=tokenizer.vocab_size,
+        visual_dim=32,
+        d_model=32,
+        num_layers=1,
+        num_heads=2,
+        ff_dim=64,
+        max_length=24,
+        pad_id=tokenizer.pad_id,
+    )
     (run / "stage2").mkdir()
-    torch.save({"model": ReportDecoder(dcfg).state_dict(), "kind": "transformer",
-                "decoder_config": dcfg.to_dict(), "tokenizer": tokenizer.to_json(),
-                "frozen_hash": content, "visual_tokens": "selected"}, run / "stage2" / "model.pt")
-    _write(results / "configs" / "preprocess.json", "preprocess",
-           {"spacing": [6.0, 3.6, 3.6], "shape": [16, 32, 32]}, model_stage=False)
+    torch.save(
+        {
+            "model": ReportDecoder(dcfg).state_dict(),
+            "kind": "transformer",
+            "decoder_config": dcfg.to_dict(),
+            "tokenizer": tokenizer.to_json(),
+            "frozen_hash": content,
+            "visual_tokens": "selected",
+        },
+        run / "stage2" / "model.pt",
+    )
+    _write(
+        results / "configs" / "preprocess.json",
+        "preprocess",
+        {"spacing": [6.0, 3.6, 3.6], "shape": [16, 32, 32]},
+        model_stage=False,
+    )
     _write(results / "configs" / "text.json", "text", {}, model_stage=False)
     _write(run / "configs" / "features.json", "features", {"top_k": 3})
-    _write(run / "configs" / "generate.json", "generate",
-           {"decoding": {"strategy": "greedy", "min_length": 2, "max_length": 12}})
+    _write(
+        run / "configs" / "generate.json",
+        "generate",
+        {"decoding": {"strategy": "greedy", "min_length": 2, "max_length": 12}},
+    )
     return run
 
 
@@ -81,10 +116,21 @@ def test_generate_prints_report_structures_and_labels(run_dir, nifti, capsys):
 def test_batch_over_manifest_writes_outputs_and_skips_bad_input(run_dir, nifti, tmp_path):
     manifest = nifti / "manifest.csv"
     pd.DataFrame({"case_id": ["a", "bad"], "image": ["case_a.nii.gz", "broken.nii.gz"]}).to_csv(
-        manifest, index=False)
+        manifest, index=False
+    )
     out = tmp_path / "out"
-    rc = ctrg(["generate", "--manifest", str(manifest), "--run", str(run_dir), "--out", str(out),
-               "--inspect"])
+    rc = ctrg(
+        [
+            "generate",
+            "--manifest",
+            str(manifest),
+            "--run",
+            str(run_dir),
+            "--out",
+            str(out),
+            "--inspect",
+        ]
+    )
     assert rc == 1  # one input failed
     reports = pd.read_csv(out / "reports.csv", keep_default_na=False)
     assert reports["case_id"].tolist() == ["a"]
@@ -92,7 +138,9 @@ def test_batch_over_manifest_writes_outputs_and_skips_bad_input(run_dir, nifti, 
     rejected = pd.read_csv(out / "rejected.csv")
     assert rejected["input"].str.endswith("broken.nii.gz").all()
     result = json.loads((out / "a.json").read_text())
-    assert result["preprocess"]["shape"] == [16, 32, 32] and result["report"] == reports["report"][0]
+    assert (
+        result["preprocess"]["shape"] == [16, 32, 32] and result["report"] == reports["report"][0]
+    )
     assert (out / "a" / "attention.nii.gz").is_file() and (out / "a" / "attention.png").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["reports"] == 1 and summary["mean_case_s"] > 0
@@ -105,7 +153,9 @@ def test_same_features_as_the_extraction_path(run_dir, nifti):
 
     pipeline = Pipeline(build_parser().parse_args(["--run", str(run_dir)]))
     volume, _ = load_and_preprocess(nifti / "case_a.nii.gz", pipeline.preprocess)
-    observer, _ = load_frozen_observer(run_dir / "frozen" / "model.safetensors", torch.device("cpu"))
+    observer, _ = load_frozen_observer(
+        run_dir / "frozen" / "model.safetensors", torch.device("cpu")
+    )
     cached = extract_batch(observer, volume[None], 3, False, torch.device("cpu"))[0]
     result, (_, features, _) = pipeline.run(nifti / "case_a.nii.gz")
     for key, value in cached.items():
@@ -118,8 +168,16 @@ def test_decoder_of_another_frozen_model_is_refused(run_dir, nifti, tmp_path):
     state["frozen_hash"] = "0" * 64
     torch.save(state, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="trained on features of frozen model 000000000000"):
-        ctrg(["generate", str(nifti / "case_a.nii.gz"), "--run", str(run_dir),
-              "--model", str(tmp_path / "other.pt")])
+        ctrg(
+            [
+                "generate",
+                str(nifti / "case_a.nii.gz"),
+                "--run",
+                str(run_dir),
+                "--model",
+                str(tmp_path / "other.pt"),
+            ]
+        )
 
 
 def test_missing_run_files_are_named(tmp_path, nifti):

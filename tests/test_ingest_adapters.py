@@ -68,7 +68,10 @@ def test_ctrate_manifest_one_reconstruction_and_hu_rules(tmp_path):
     args = ["--spacing", "3", "3", "3", "--shape", "8", "8", "8", "--out", str(volumes)]
     assert ingest.main([str(out), *args]) == 0
     result = pd.read_csv(volumes / "manifest.csv", keep_default_na=False).set_index("case_id")
-    assert result.loc["train_1_a_1", "hu_min"] == -1000 and result.loc["valid_7_a_1", "hu_min"] == -1000
+    assert (
+        result.loc["train_1_a_1", "hu_min"] == -1000
+        and result.loc["valid_7_a_1", "hu_min"] == -1000
+    )
     assert "applied manifest slope 1 intercept -1024" in result.loc["train_1_a_1", "hu_rule"]
     assert "already HU" in result.loc["valid_7_a_1", "hu_rule"]
     assert result.loc["train_1_a_1", "orig_spacing"] == "1.5 0.75 0.75"  # from the metadata
@@ -78,7 +81,9 @@ def test_ctrate_manifest_one_reconstruction_and_hu_rules(tmp_path):
         np.load(volumes / "train_1_a_1.npy"), np.load(volumes / "valid_7_a_1.npy")
     )
 
-    config = write_data_json(tmp_path / "all.json", source="ctrate", root=str(root), one_reconstruction_per_scan=False)
+    config = write_data_json(
+        tmp_path / "all.json", source="ctrate", root=str(root), one_reconstruction_per_scan=False
+    )
     assert adapters.main(["--config", str(config), "--out", str(tmp_path / "all.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "all.csv")) == 3
 
@@ -87,14 +92,19 @@ def test_ctrg_chest_manifest(tmp_path):
     root = tmp_path / "CTRG"
     (root / "images").mkdir(parents=True)
     for case in (11, 12, 13):
-        nib.save(nib.Nifti1Image(hu_box(), np.diag([0.7, 0.7, 1.25, 1])), root / "images" / f"patient_{case}.nii.gz")
+        nib.save(
+            nib.Nifti1Image(hu_box(), np.diag([0.7, 0.7, 1.25, 1])),
+            root / "images" / f"patient_{case}.nii.gz",
+        )
     annotation = {
         "train": [{"id": "11", "report": "The heart is normal.", "split": "train"}],
         "val": [{"id": "12", "report": "Pleural effusion on the left."}],
         "test": [{"id": "13", "finding": "No nodules."}, {"id": "14", "report": ""}],
     }
     (root / "annotation.json").write_text(json.dumps(annotation))
-    config = write_data_json(tmp_path / "data.json", source="ctrg_chest", root=str(root), ctrg_images="images")
+    config = write_data_json(
+        tmp_path / "data.json", source="ctrg_chest", root=str(root), ctrg_images="images"
+    )
     out = tmp_path / "manifest.csv"
     assert adapters.main(["--config", str(config), "--out", str(out)]) == 0
     manifest = pd.read_csv(out)

@@ -36,7 +36,9 @@ def build_inputs(folder):
     write_dicom_series(body((16, 16, 6)).T, folder / "two_unequal" / "b", series_number=6)
     write_dicom_series(body().T, folder / "gap")
     (folder / "gap" / "IM0004.dcm").unlink()
-    nib.save(nib.Nifti1Image(np.full((16, 16, 10), -1000, np.int16), AFFINE), folder / "constant.nii.gz")
+    nib.save(
+        nib.Nifti1Image(np.full((16, 16, 10), -1000, np.int16), AFFINE), folder / "constant.nii.gz"
+    )
     with_nan = body().astype(np.float32)
     with_nan[5, 5, 5] = np.nan
     nib.save(nib.Nifti1Image(with_nan, AFFINE), folder / "nan.nii.gz")
@@ -66,7 +68,10 @@ def test_each_bad_input_is_one_rejected_row_and_a_warning(tmp_path, caplog):
     out = tmp_path / "out"
     args = ["--spacing", "3", "3", "3", "--shape", "8", "8", "8"]
     with caplog.at_level("WARNING"):
-        assert ingest.main([str(tmp_path / "manifest.csv"), "--out", str(out / "shard-000"), *args]) == 0
+        assert (
+            ingest.main([str(tmp_path / "manifest.csv"), "--out", str(out / "shard-000"), *args])
+            == 0
+        )
         assert gather.main([str(out / "shard-000"), "--out", str(out)]) == 0
     rejected = pd.read_csv(out / "rejected.csv", keep_default_na=False)
     accepted = pd.read_csv(out / "manifest.csv", keep_default_na=False).set_index("case_id")

@@ -21,7 +21,9 @@ def write_case(folder, name, offset=0, stored_shift=0, labels=True):
     hu = np.full((20, 24, 14), -1000, np.int16)
     hu[4:16, 6:18, 3:11] = 40 + offset
     hu[4:16, 6:18, 9:11] = 300  # superior part of the box is bone-like
-    nib.save(nib.Nifti1Image((hu + stored_shift).astype(np.int16), AFFINE), folder / f"{name}.nii.gz")
+    nib.save(
+        nib.Nifti1Image((hu + stored_shift).astype(np.int16), AFFINE), folder / f"{name}.nii.gz"
+    )
     row = {"case_id": name, "image": f"{name}.nii.gz", "report": "No findings.", "split": "train"}
     if labels:
         structures = (hu > -1000).astype(np.uint8) * 2
@@ -65,7 +67,11 @@ def test_shards_are_disjoint_and_gather_rewrites_paths(phantom_like, tmp_path):
         assert row.path.startswith("shard-00") and (out / row.path).is_file()
         assert (out / row.structure_path).is_file() and (out / row.finding_path).is_file()
         # achieved spacing: 13*2.5/11, 23*1.5/12, 19*1.5/10 (first/last voxel centres kept)
-        assert row.spacing == "2.95455 2.875 2.85" and row.shape == "12 16 16" and row.orig_shape == "14 24 20"
+        assert (
+            row.spacing == "2.95455 2.875 2.85"
+            and row.shape == "12 16 16"
+            and row.orig_shape == "14 24 20"
+        )
         assert row.orig_spacing == "2.5 1.5 1.5" and len(row.source_sha256) == 64
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cases"] == 6 and summary["rejected"] == 0
@@ -108,7 +114,9 @@ def test_load_and_preprocess_matches_the_written_volume(phantom_like, tmp_path):
     assert array.dtype == np.float32 and array.flags.c_contiguous and array.shape == (12, 16, 16)
     written = np.load(out / "phantom_0001.npy")
     np.testing.assert_allclose(array, written.astype(np.float32), atol=1e-3)
-    assert info["case_id"] == "phantom_0001" and info["spacing"] == pytest.approx((32.5 / 11, 2.875, 2.85))
+    assert info["case_id"] == "phantom_0001" and info["spacing"] == pytest.approx(
+        (32.5 / 11, 2.875, 2.85)
+    )
 
 
 def test_ctrate_rescale_applied_once(tmp_path):
@@ -122,10 +130,32 @@ def test_ctrate_rescale_applied_once(tmp_path):
     result = pd.read_csv(tmp_path / "out" / "manifest.csv").set_index("case_id")
     assert result.loc["raw", "hu_min"] == -1000 and result.loc["hu", "hu_min"] == -1000
     assert "applied manifest slope 1 intercept -1024" in result.loc["raw", "hu_rule"]
-    assert "already HU" in result.loc["hu", "hu_rule"] and "not applied" in result.loc["hu", "hu_rule"]
-    np.testing.assert_array_equal(np.load(tmp_path / "out/raw.npy"), np.load(tmp_path / "out/hu.npy"))
+    assert (
+        "already HU" in result.loc["hu", "hu_rule"] and "not applied" in result.loc["hu", "hu_rule"]
+    )
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "out/raw.npy"), np.load(tmp_path / "out/hu.npy")
+    )
     # forcing the rescale on an HU volume shifts it (so the auto rule is what protects it)
-    section = ingest.resolve_section({"spacing": [3, 3, 3], "shape": [12, 16, 16], "hu_detection": "rescale"})
+    section = ingest.resolve_section(
+        {"spacing": [3, 3, 3], "shape": [12, 16, 16], "hu_detection": "rescale"}
+    )
     volume = ingest.read_volume(tmp_path / "hu.nii.gz", section)
     _, info = ingest.preprocess_volume(volume, section, rows[1])
     assert info["hu_min"] == -2024
+
+
+def test_nifti_header_scaling_is_applied_after_resampling(tmp_path):
+    """scl_slope/scl_inter (stored = (HU + 1024) / 2) give the same output as plain HU."""
+    hu = np.full((20, 24, 14), -1000, np.int16)
+    hu[4:16, 6:18, 3:11] = 40
+    img = nib.Nifti1Image(((hu + 1024) // 2).astype(np.int16), AFFINE)
+    img.header.set_slope_inter(2.0, -1024.0)
+    nib.save(img, tmp_path / "scaled.nii.gz")
+    nib.save(nib.Nifti1Image(hu, AFFINE), tmp_path / "plain.nii.gz")
+    section = {"spacing": [3, 3, 3], "shape": [12, 16, 16]}
+    scaled, info = ingest.load_and_preprocess(tmp_path / "scaled.nii.gz", section)
+    plain, _ = ingest.load_and_preprocess(tmp_path / "plain.nii.gz", section)
+    assert info["hu_min"] == -1000 and info["hu_max"] == 40
+    assert "header slope 2 intercept -1024" in info["hu_rule"]
+    np.testing.assert_allclose(scaled, plain, atol=1e-3)

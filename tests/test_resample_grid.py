@@ -11,8 +11,10 @@ from ctrg.data.resample import (
     normalise_,
     output_affine,
     plan_resample,
+    resample_gathered,
     resample_intensity,
     resample_labels,
+    resample_stored,
     resampled_size,
     to_float_canonical,
     window_bounds,
@@ -20,7 +22,9 @@ from ctrg.data.resample import (
 
 
 def pipeline(native: np.ndarray, plan, fill=np.nan) -> np.ndarray:
-    return crop_or_pad(resample_intensity(to_float_canonical(native, plan), plan), plan, fill, np.float32)
+    return crop_or_pad(
+        resample_intensity(to_float_canonical(native, plan), plan), plan, fill, np.float32
+    )
 
 
 def test_resampled_size_hand_values():
@@ -58,7 +62,9 @@ def test_canonical_orientation_and_affine_from_a_world_ramp(name):
     np.testing.assert_allclose(rot[::-1].diagonal(), plan.resampled_spacing)  # (Z, Y, X)
     dhw = np.stack(np.meshgrid(*[np.arange(n) for n in out.shape], indexing="ij"), axis=-1)
     expected_world = dhw @ out_affine[:3, :3].T + out_affine[:3, 3]
-    expected = 3.0 * expected_world[..., 0] - 2.0 * expected_world[..., 1] + 5.0 * expected_world[..., 2]
+    expected = (
+        3.0 * expected_world[..., 0] - 2.0 * expected_world[..., 1] + 5.0 * expected_world[..., 2]
+    )
     inside = ~np.isnan(out)
     assert inside.sum() > 0.2 * out.size and (~inside).sum() > 0  # both data and padding
     np.testing.assert_allclose(out[inside], expected[inside], atol=1e-3)
@@ -109,3 +115,18 @@ def test_labels_follow_the_intensity_grid():
     data_rows = z != -1
     np.testing.assert_array_equal(mask[data_rows, 0, 0] == 3, z[data_rows] >= 3.5)
     assert np.all(mask[~data_rows] == 0)
+
+
+@pytest.mark.parametrize("target", [(6.0, 3.6, 3.6), (1.0, 3.0, 0.5), (2.5, 1.5, 1.5)])
+def test_gathered_resampling_equals_dense_trilinear(target):
+    """The cheap route for strong downsampling gives F.interpolate's values (any axis ratio)."""
+    rng = np.random.default_rng(3)
+    native = rng.integers(-1000, 2000, size=(23, 31, 29)).astype(np.int16)
+    plan = plan_resample(np.diag([-0.7, -0.8, 2.5, 1.0]), native.shape, target, (8, 8, 8))
+    dense = resample_intensity(to_float_canonical(native, plan, 0.001), plan).clone()
+    gathered = resample_gathered(native, plan, 0.001)
+    assert tuple(gathered.shape) == plan.resampled_shape
+    np.testing.assert_allclose(gathered.numpy(), dense.numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        resample_stored(native, plan, 0.001).numpy(), dense.numpy(), atol=1e-5
+    )

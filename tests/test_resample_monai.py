@@ -32,7 +32,9 @@ def test_equal_to_monai_spacingd_at_achieved_spacing():
     affine = np.diag([0.7, 0.7, 1.25, 1.0])
     plan = plan_resample(affine, hu.T.shape, (1.5, 0.75 * 1.4, 0.75 * 1.7), (8, 8, 8))
     ours = resample_intensity(to_float_canonical(np.ascontiguousarray(hu.T), plan), plan)
-    ours = normalise_(ours, -1000.0, 1000.0).numpy().T  # RAS affine: canonical (S, A, R) = (k, j, i)
+    ours = (
+        normalise_(ours, -1000.0, 1000.0).numpy().T
+    )  # RAS affine: canonical (S, A, R) = (k, j, i)
     pixdim = tuple(plan.resampled_spacing[::-1])  # (i, j, k) order
     reference = monai_reference(hu, affine, pixdim, (-1000.0, 1000.0))
     assert reference.shape == ours.shape

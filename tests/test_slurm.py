@@ -16,6 +16,7 @@ config. The job table is written to ``<tmp>/slurm-jobs.txt`` and logged.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -40,7 +41,9 @@ TINY_CONFIG = CLUSTER / "tiny_config.yaml"
 # The full default workflow; stage2's job is cancelled, generate is force-rerun.
 FAIL_RULE, FAIL_DESCENDANTS = "encode_texts", {"encode_texts"}
 FORCE_RULE, FORCE_DESCENDANTS = "parse_reports", {"parse_reports", "encode_texts"}
-TARGETS: list[str] = ["results/text_cache/embeddings.safetensors"]  # empty: the workflow's default target (rule all)
+TARGETS: list[str] = [
+    "results/text_cache/embeddings.safetensors"
+]  # empty: the workflow's default target (rule all)
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 
@@ -240,8 +243,9 @@ def test_every_rule_ran_as_a_completed_slurm_job(scenario):
         for job_id, rule in run.jobs.items():
             rec = records[job_id]
             assert re.fullmatch(rf"rule_{rule}(_wildcards_.*)?", rec["Comment"]), rec["Comment"]
-            if job_id not in runs["first"].cancelled:
-                assert (rec["JobState"], rec["ExitCode"]) == ("COMPLETED", "0:0"), (rule, rec)
+            if job_id in runs["first"].cancelled:
+                continue  # may have been cancelled before it started: no log
+            assert (rec["JobState"], rec["ExitCode"]) == ("COMPLETED", "0:0"), (rule, rec)
             slurm_log = scenario["slurm"] / ".snakemake" / "slurm_logs" / f"rule_{rule}"
             assert list(slurm_log.rglob(f"{job_id}.log")), f"no SLURM log {job_id}.log for {rule}"
 
@@ -279,5 +283,45 @@ def test_outputs_match_a_local_run(scenario):
 def test_training_went_through_the_launcher(scenario):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     for stage in ("stage1", "stage2"):
-        text = (scenario["slurm"] / "logs" / config.get("run", "default") / f"{stage}.log")
+        text = scenario["slurm"] / "logs" / config.get("run", "default") / f"{stage}.log"
         assert "launch mode direct, 1 rank(s)" in text.read_text()
+
+
+LAUNCH_JOB = """#!/bin/bash
+export PYTHONPATH={tests}
+{strip}
+{srun} {python} -m ctrg.launch --nproc {nproc} --module test_launch_ranks -- {out}
+"""
+# What Snakemake's MPI-style job step leaves: only SLURM_JOB_ID among the SLURM_* variables.
+STRIP = "for v in $(compgen -e | grep '^SLURM_' | grep -vx SLURM_JOB_ID); do unset $v; done"
+
+
+@pytest.mark.parametrize(
+    "name,sbatch,srun,strip,mode",
+    [
+        # Snakemake's default job step: `srun -n1 --gpus=2` inside a --gpus=2 job -> torchrun
+        ("torchrun", ["--gpus=2", "-c", "2"], "srun -n1 --gpus=2", "", "torchrun"),
+        # a multi-task allocation (multi-node style) -> one srun step, a rank per task
+        ("srun", ["--ntasks=2", "-c", "1"], "", STRIP, "srun"),
+    ],
+)
+def test_launcher_starts_ranks_inside_slurm_jobs(cluster, tmp_path, name, sbatch, srun, strip,
+                                                 mode):  # fmt: skip
+    out = tmp_path / "ranks"
+    out.mkdir()
+    script = tmp_path / f"{name}.sh"
+    script.write_text(LAUNCH_JOB.format(
+        tests=REPO / "tests", strip=strip, srun=srun, python=sys.executable, nproc=2, out=out
+    ))  # fmt: skip
+    done = subprocess.run(
+        ["sbatch", "--parsable", "--wait", "--mem=2000", "-o", str(tmp_path / "job.log"),
+         "--comment", f"launch_{name}", *sbatch, str(script)],
+        capture_output=True, text=True, env=cluster.env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    job_log = (tmp_path / "job.log").read_text()
+    assert done.returncode == 0, done.stderr + job_log
+    assert f"launch mode {mode}, 2 rank(s)" in job_log
+    ranks = [json.loads(p.read_text()) for p in sorted(out.glob("rank-*.json"))]
+    assert [(r["rank"], r["world"], r["sum"]) for r in ranks] == [(0, 2, 3.0), (1, 2, 3.0)]
+    record = cluster.jobs([done.stdout.strip().split(";")[0]])
+    assert next(iter(record.values()))["JobState"] == "COMPLETED"

@@ -32,9 +32,19 @@ import torch.nn.functional as F
 
 from ctrg.data.ingest import preprocess_volume, process_case, resolve_section
 from ctrg.data.nifti import RawVolume
-from ctrg.data.resample import canonical_view, normalise_, plan_resample, resample_intensity, to_float_canonical
+from ctrg.data.resample import (
+    canonical_view,
+    normalise_,
+    plan_resample,
+    resample_intensity,
+    to_float_canonical,
+)
 
-TARGETS = {"ct-rate 1.5/0.75": ((1.5, 0.75, 0.75), (240, 480, 480)), "cpu default": ((6.0, 3.6, 3.6), (48, 96, 96))}
+DEFAULT_SIZE = (300, 512, 512)
+TARGETS = {
+    "ct-rate 1.5/0.75": ((1.5, 0.75, 0.75), (240, 480, 480)),
+    "cpu default": ((6.0, 3.6, 3.6), (48, 96, 96)),
+}
 
 
 def synthetic_chest(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
@@ -118,17 +128,30 @@ def bench_target(name, volume, affine, section, args, rows) -> None:
     plan = plan_resample(affine, volume.shape, section["spacing"], section["shape"])
     float_input = torch.from_numpy(volume.astype(np.float32))[None, None]
     bare_t, bare_mem, _ = measure(
-        lambda: F.interpolate(float_input, size=plan.resampled_shape, mode="trilinear", align_corners=True),
+        lambda: F.interpolate(
+            float_input, size=plan.resampled_shape, mode="trilinear", align_corners=True
+        ),
         args.repeat,
     )
     raw = RawVolume(data=volume, affine=affine)
     ours_t, ours_mem, _ = measure(lambda: preprocess_volume(raw, section), args.repeat)
     in_bytes = volume.size * 4
     rows.append((name, "bare F.interpolate", bare_t, (bare_mem + volume.nbytes) / in_bytes, "", ""))
-    rows.append((name, "ctrg stage", ours_t, (ours_mem + volume.nbytes) / in_bytes, f"{ours_t / bare_t:.2f}x bare", ""))
+    rows.append(
+        (
+            name,
+            "ctrg stage",
+            ours_t,
+            (ours_mem + volume.nbytes) / in_bytes,
+            f"{ours_t / bare_t:.2f}x bare",
+            "",
+        )
+    )
     if args.no_monai:
         return
-    reference = normalise_(resample_intensity(to_float_canonical(volume, plan), plan), *section["hu_window"])
+    reference = normalise_(
+        resample_intensity(to_float_canonical(volume, plan), plan), *section["hu_window"]
+    )
     affine_kji = affine[:, [2, 1, 0, 3]]  # MONAI sees the native (K, J, I) array
     pixdim = [plan.resampled_spacing[plan.axis_of_output.index(p)] for p in range(3)]
     run = monai_pipeline(float_input[0, 0].numpy(), affine_kji, pixdim, section["hu_window"])
@@ -154,18 +177,35 @@ def bench_disk(volume, affine, section, args, rows) -> None:
 
         row = {"case_id": "bench", "image": "vol.nii.gz", "split": "test"}
         base_t, base_mem, _ = measure(baseline, args.repeat)
-        ours_t, ours_mem, _ = measure(lambda: process_case(row, tmp, section, tmp / "out"), args.repeat)
+        ours_t, ours_mem, _ = measure(
+            lambda: process_case(row, tmp, section, tmp / "out"), args.repeat
+        )
     in_bytes = volume.size * 4
     name = "disk .nii.gz -> output"
     rows.append((name, "nibabel read + bare interpolate", base_t, base_mem / in_bytes, "", ""))
-    rows.append((name, "ctrg read+preprocess+write", ours_t, ours_mem / in_bytes, f"{ours_t / base_t:.2f}x baseline", ""))
+    rows.append(
+        (
+            name,
+            "ctrg read+preprocess+write",
+            ours_t,
+            ours_mem / in_bytes,
+            f"{ours_t / base_t:.2f}x baseline",
+            "",
+        )
+    )
 
 
 def main(argv: list[str]) -> int:
     """Run the preprocessing benchmark and print a table."""
-    parser = argparse.ArgumentParser(prog="ctrg bench preprocess", description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, nargs=3, default=[300, 512, 512], metavar=("D", "H", "W"))
-    parser.add_argument("--input-spacing", type=float, nargs=3, default=[1.25, 0.7, 0.7], metavar=("Z", "Y", "X"))
+    parser = argparse.ArgumentParser(
+        prog="ctrg bench preprocess", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--size", type=int, nargs=3, default=list(DEFAULT_SIZE), metavar=("D", "H", "W")
+    )
+    parser.add_argument(
+        "--input-spacing", type=float, nargs=3, default=[1.25, 0.7, 0.7], metavar=("Z", "Y", "X")
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2, help="runs per timing (best is kept)")
     parser.add_argument("--no-monai", action="store_true", help="skip the MONAI baseline")
@@ -175,11 +215,21 @@ def main(argv: list[str]) -> int:
     volume = synthetic_chest(tuple(args.size))
     z, y, x = args.input_spacing
     affine = np.diag([-x, -y, z, 1.0])  # LPS-like storage: reorientation flips two axes
+    # a smaller --size scales the target shapes with it (same crop/pad proportions)
+    factor = [n / d for n, d in zip(args.size, DEFAULT_SIZE)]
     rows: list[tuple] = []
-    for name, (spacing, shape) in TARGETS.items():
-        section = resolve_section({"spacing": list(spacing), "shape": list(shape)})
+    sections = {
+        name: resolve_section(
+            {
+                "spacing": list(spacing),
+                "shape": [max(4, round(t * f)) for t, f in zip(shape, factor)],
+            }
+        )
+        for name, (spacing, shape) in TARGETS.items()
+    }
+    for name, section in sections.items():
         bench_target(name, volume, affine, section, args, rows)
-    bench_disk(volume, affine, resolve_section({"spacing": [1.5, 0.75, 0.75], "shape": [240, 480, 480]}), args, rows)
+    bench_disk(volume, affine, sections["ct-rate 1.5/0.75"], args, rows)
     header = f"input {tuple(args.size)} int16 at {tuple(args.input_spacing)} mm, {args.threads} thread(s), torch {torch.__version__}"
     print(header)
     print(f"{'target':<24} {'method':<38} {'seconds':>8} {'peak/f32 in':>11}  ratio")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ctrg.anatomy import CTRATE_LABELS
 from ctrg.text.evaluation import (
+    ReferenceReport,
     f1_scores,
     fold_of,
     label_counts,
@@ -121,10 +122,28 @@ def bench_labeller(path: Path, show_errors: int) -> None:
 
 
 def bench_phantom(folder: Path) -> None:
-    """The labeller on a phantom set: its reports against its labels.csv."""
+    """The labeller (labels.csv) and the parser (structure_sentences.csv) on a phantom set."""
     manifest = pd.read_csv(folder / "manifest.csv", dtype=str)
     truth = pd.read_csv(folder / "labels.csv", dtype={"case_id": str}).set_index("case_id")
     texts, _ = resolve_texts(manifest, "report", folder)
+    gt_path = folder / "structure_sentences.csv"
+    if gt_path.is_file():
+        gt = pd.read_csv(gt_path, dtype=str)
+        refs = []
+        for case_id, text in zip(manifest["case_id"], texts):
+            rows = gt[gt["case_id"] == case_id]
+            reference: dict[str, set[str]] = {}
+            for structure, sentence in zip(rows["structure"], rows["sentence"]):
+                reference.setdefault(sentence, set()).add(structure)
+            refs.append(ReferenceReport(case_id, text, list(reference), reference))
+        s = score_parser(StructureParser(), refs)
+        print(
+            f"\n== parser vs {gt_path}: {s.n_sentences} sentences (unmatched {s.unmatched}); "
+            f"recall {s.hits_any / max(s.n_sentences, 1):.4f}, "
+            f"precision {s.assigned_correct / max(s.assigned_pairs, 1):.4f}"
+        )
+        for case, sentence, ref, got in s.errors[:10]:
+            print(f"  {case}: ref={list(ref)} got={list(got)} :: {sentence[:120]}")
     pred = pd.DataFrame(Labeller().label_many(texts), index=manifest["case_id"])
     truth = truth.loc[pred.index]
     _print_label_table(f"phantom {folder}", truth, pred)

@@ -81,7 +81,12 @@ def ctrate_manifest(data: dict[str, Any], out_dir: Path) -> pd.DataFrame:
             if not report_of.get(case_id):
                 without_report += 1
                 continue
-            row = {"case_id": case_id, "image": _relative(path, out_dir), "report": report_of[case_id], "split": split}
+            row = {
+                "case_id": case_id,
+                "image": _relative(path, out_dir),
+                "report": report_of[case_id],
+                "split": split,
+            }
             if metadata is not None and case_id in metadata.index:
                 meta = metadata.loc[case_id]
                 row |= {
@@ -104,9 +109,14 @@ def keep_one_reconstruction(frame: pd.DataFrame) -> pd.DataFrame:
     parts = frame["case_id"].str.extract(CTRATE_NAME)
     unparsed = parts["patient"].isna()
     if unparsed.any():
-        log.warning("CT-RATE: %d name(s) do not look like split_patient_scan_recon; kept as is", int(unparsed.sum()))
+        log.warning(
+            "CT-RATE: %d name(s) do not look like split_patient_scan_recon; kept as is",
+            int(unparsed.sum()),
+        )
     parts["recon"] = pd.to_numeric(parts["recon"])
-    keyed = frame.assign(_scan=parts["split"] + "_" + parts["patient"] + "_" + parts["scan"], _recon=parts["recon"])
+    keyed = frame.assign(
+        _scan=parts["split"] + "_" + parts["patient"] + "_" + parts["scan"], _recon=parts["recon"]
+    )
     kept = keyed[unparsed].copy()
     best = keyed[~unparsed].sort_values(["_scan", "_recon"]).drop_duplicates("_scan", keep="first")
     result = pd.concat([best, kept]).drop(columns=["_scan", "_recon"]).sort_values("case_id")
@@ -138,9 +148,20 @@ def ctrg_chest_manifest(data: dict[str, Any], out_dir: Path) -> pd.DataFrame:
                 skipped += 1
                 continue
             case_id = case if case.startswith("patient_") else f"patient_{case}"
-            rows.append({"case_id": case_id, "image": _relative(images / image, out_dir), "report": report, "split": split})
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "image": _relative(images / image, out_dir),
+                    "report": report,
+                    "split": split,
+                }
+            )
     if skipped:
-        log.warning("CTRG-Chest: %d entr(ies) without id or report in %s were left out", skipped, annotation_path)
+        log.warning(
+            "CTRG-Chest: %d entr(ies) without id or report in %s were left out",
+            skipped,
+            annotation_path,
+        )
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
@@ -157,14 +178,23 @@ def main(argv: list[str]) -> int:
     setup_logging(args.log_level)
     data = load_stage_config(args.config, "data")["data"]
     if data["source"] not in ADAPTERS:
-        raise ValueError(f"make-manifest handles data.source {sorted(ADAPTERS)}, got {data['source']!r}")
+        raise ValueError(
+            f"make-manifest handles data.source {sorted(ADAPTERS)}, got {data['source']!r}"
+        )
     if not data["root"]:
         raise ValueError(f"data.root must be set for data.source={data['source']}")
     frame = ADAPTERS[data["source"]](data, args.out.parent)
     if frame.empty:
         raise ValueError(f"no cases found under {data['root']} for data.source={data['source']}")
     if frame["case_id"].duplicated().any():
-        raise ValueError(f"duplicate case ids: {frame['case_id'][frame['case_id'].duplicated()].tolist()[:10]}")
+        raise ValueError(
+            f"duplicate case ids: {frame['case_id'][frame['case_id'].duplicated()].tolist()[:10]}"
+        )
     atomic_write_csv(args.out, frame)
-    log.info("wrote %s: %d case(s), splits %s", args.out, len(frame), frame["split"].value_counts().to_dict())
+    log.info(
+        "wrote %s: %d case(s), splits %s",
+        args.out,
+        len(frame),
+        frame["split"].value_counts().to_dict(),
+    )
     return 0

@@ -66,15 +66,20 @@ def _choose_series(series: dict, rule: str, description: str | None, multiple: s
     if len(ct) == 1:
         return next(iter(ct.values())), []
     names = ", ".join(
-        f"series {items[0][1].get('SeriesNumber', '?')} ({len(items)} files)" for items in ct.values()
+        f"series {items[0][1].get('SeriesNumber', '?')} ({len(items)} files)"
+        for items in ct.values()
     )
     if multiple == "reject":
-        raise VolumeError(f"folder holds {len(ct)} CT series: {names} (dicom_multiple_series=reject)")
+        raise VolumeError(
+            f"folder holds {len(ct)} CT series: {names} (dicom_multiple_series=reject)"
+        )
     if rule == "description":
         pattern = re.compile(description or "", re.IGNORECASE)
         hits = [i for i in ct.values() if pattern.search(str(i[0][1].get("SeriesDescription", "")))]
         if len(hits) != 1:
-            raise VolumeError(f"{len(hits)} of {len(ct)} CT series match the description rule: {names}")
+            raise VolumeError(
+                f"{len(hits)} of {len(ct)} CT series match the description rule: {names}"
+            )
         chosen = hits[0]
     else:  # most_slices
         counts = sorted((len(items) for items in ct.values()), reverse=True)
@@ -92,7 +97,9 @@ def _order_slices(items, gap_tolerance: float):
         raise VolumeError("slices have different ImageOrientationPatient")
     row_dir, col_dir = orientations[0][:3], orientations[0][3:]
     normal = np.cross(row_dir, col_dir)
-    positions = np.array([np.dot(normal, [float(v) for v in ds.ImagePositionPatient]) for _, ds in items])
+    positions = np.array(
+        [np.dot(normal, [float(v) for v in ds.ImagePositionPatient]) for _, ds in items]
+    )
     order = np.argsort(positions, kind="stable")
     items, positions = [items[i] for i in order], positions[order]
     warnings = []
@@ -138,11 +145,17 @@ def _read_pixels(items) -> tuple[np.ndarray, float, float, list[str]]:
         try:
             pixels = ds.pixel_array
         except Exception as err:
-            raise VolumeError(f"cannot decode pixel data of {path} ({type(err).__name__}: {err})") from err
+            raise VolumeError(
+                f"cannot decode pixel data of {path} ({type(err).__name__}: {err})"
+            ) from err
         if pixels.ndim != 2 or (arrays and pixels.shape != arrays[0].shape):
-            raise VolumeError(f"slice {path} has pixel shape {pixels.shape}, not a consistent 2D slice")
+            raise VolumeError(
+                f"slice {path} has pixel shape {pixels.shape}, not a consistent 2D slice"
+            )
         arrays.append(pixels)
-        rescale.append((float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)))
+        rescale.append(
+            (float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))
+        )
     if len(set(rescale)) == 1:
         dtype = np.result_type(*[a.dtype for a in arrays])
         data = np.empty((len(arrays), *arrays[0].shape), dtype=dtype)

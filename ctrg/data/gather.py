@@ -41,7 +41,9 @@ def rebase(frame: pd.DataFrame, shard: Path, out: Path) -> pd.DataFrame:
                 continue
             target = shard / value
             if not target.is_file():
-                raise FileNotFoundError(f"{shard / 'manifest.csv'}: {column} {value} does not exist")
+                raise FileNotFoundError(
+                    f"{shard / 'manifest.csv'}: {column} {value} does not exist"
+                )
             rewritten.append(Path(os.path.relpath(target.resolve(), out.resolve())).as_posix())
         frame[column] = rewritten
     return frame
@@ -65,7 +67,9 @@ def gather(shards: list[Path], out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def main(argv: list[str]) -> int:
     """Merge ingestion shards."""
-    parser = argparse.ArgumentParser(prog="ctrg gather-volumes", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ctrg gather-volumes", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("shards", nargs="+", type=Path, help="shard folders written by ctrg ingest")
     parser.add_argument("--out", required=True, type=Path, help="folder for manifest.csv etc.")
     parser.add_argument("--log-level", default="INFO")
@@ -75,7 +79,9 @@ def main(argv: list[str]) -> int:
     manifest, rejected = gather(args.shards, args.out)
     atomic_write_csv(args.out / "manifest.csv", manifest)
     atomic_write_csv(args.out / "rejected.csv", rejected)
-    reasons = rejected["reason"].str.split(":").str[0].value_counts().to_dict() if len(rejected) else {}
+    reasons = (
+        rejected["reason"].str.split(":").str[0].value_counts().to_dict() if len(rejected) else {}
+    )
     write_stage_summary(args.out, "gather-volumes", {"shards": [str(s) for s in args.shards]}, {
         "cases": int(len(manifest)), "rejected": int(len(rejected)), "rejected_by_reason": reasons,
         "splits": manifest["split"].value_counts().to_dict() if len(manifest) else {},
@@ -83,5 +89,10 @@ def main(argv: list[str]) -> int:
     })  # fmt: skip
     for _, row in rejected.iterrows():
         log.warning("rejected %s (%s): %s", row["case_id"], row["file"], row["reason"])
-    log.info("gathered %d case(s), %d rejected, from %d shard(s)", len(manifest), len(rejected), len(args.shards))
+    log.info(
+        "gathered %d case(s), %d rejected, from %d shard(s)",
+        len(manifest),
+        len(rejected),
+        len(args.shards),
+    )
     return 0

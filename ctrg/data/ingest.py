@@ -30,9 +30,8 @@ from ctrg.data.resample import (
     crop_or_pad,
     output_affine,
     plan_resample,
-    resample_intensity,
     resample_labels,
-    to_float_canonical,
+    resample_stored,
     window_bounds,
 )
 from ctrg.runtime import (
@@ -45,7 +44,10 @@ from ctrg.runtime import (
 
 log = logging.getLogger(__name__)
 
-LABEL_COLUMNS = {"structure_map": ("structures", "structure_path"), "finding_map": ("findings", "finding_path")}
+LABEL_COLUMNS = {
+    "structure_map": ("structures", "structure_path"),
+    "finding_map": ("findings", "finding_path"),
+}
 MANIFEST_COLUMNS = [
     "case_id", "split", "path", "structure_path", "finding_path", "orig_spacing", "orig_shape",
     "spacing", "shape", "hu_min", "hu_max", "hu_mean", "source_sha256", "warnings", "hu_rule",
@@ -121,7 +123,11 @@ def decide_rescale(
     if mode == "hu" or (mode == "auto" and low < threshold):
         why = "hu_detection=hu" if mode == "hu" else f"already HU: min {low:g} < {threshold:g}"
         return slope, inter, f"{header}; {why}, manifest slope {ms:g} intercept {mi:g} not applied"
-    why = "hu_detection=rescale" if mode == "rescale" else f"stored values: min {low:g} >= {threshold:g}"
+    why = (
+        "hu_detection=rescale"
+        if mode == "rescale"
+        else f"stored values: min {low:g} >= {threshold:g}"
+    )
     rule = f"{header}; {why}, applied manifest slope {ms:g} intercept {mi:g}"
     return slope * ms, inter * ms + mi, rule
 
@@ -132,7 +138,11 @@ def apply_manifest_spacing(volume: RawVolume, row: dict[str, str]) -> None:
     The affine's direction cosines and origin are kept; a header spacing that differs by more
     than 1 % is recorded as a warning.
     """
-    wanted = {0: row.get("xy_spacing", ""), 1: row.get("xy_spacing", ""), 2: row.get("z_spacing", "")}
+    wanted = {
+        0: row.get("xy_spacing", ""),
+        1: row.get("xy_spacing", ""),
+        2: row.get("z_spacing", ""),
+    }
     for axis, value in wanted.items():
         if str(value).strip() == "":
             continue
@@ -145,7 +155,9 @@ def apply_manifest_spacing(volume: RawVolume, row: dict[str, str]) -> None:
         column = volume.affine[:3, axis]
         header = float(np.linalg.norm(column))
         if abs(header - spacing) > 0.01 * spacing:
-            volume.warnings.append(f"header spacing {header:g} mm of voxel axis {'ijk'[axis]} replaced by manifest {spacing:g} mm")
+            volume.warnings.append(
+                f"header spacing {header:g} mm of voxel axis {'ijk'[axis]} replaced by manifest {spacing:g} mm"
+            )
         volume.affine[:3, axis] = column / header * spacing
 
 
@@ -175,12 +187,14 @@ def preprocess_volume(
     if not np.isfinite(stored_min) or not np.isfinite(stored_max):
         raise VolumeError("volume contains infinite values")
     if stored_min == stored_max:
-        raise VolumeError(f"constant volume: every voxel is {stored_min * volume.slope + volume.inter:g}")
+        raise VolumeError(
+            f"constant volume: every voxel is {stored_min * volume.slope + volume.inter:g}"
+        )
     del raw
     slope, inter, rule = decide_rescale(volume, stored_min, row or {}, section)
     scale, offset = window_bounds(*section["hu_window"], slope=slope, inter=inter)
     plan = plan_resample(volume.affine, volume.data.shape, section["spacing"], section["shape"])
-    resampled = resample_intensity(to_float_canonical(volume.data, plan, scale), plan)
+    resampled = resample_stored(volume.data, plan, scale)
     # mean HU of the resampled volume (before the window): scaled = (HU - inter) * slope'/slope
     resampled_mean = float(resampled.mean()) / scale * slope + inter
     resampled.add_(offset).clamp_(-1.0, 1.0)  # the window: [lo, hi] HU -> [-1, 1]
@@ -201,7 +215,9 @@ def preprocess_volume(
     return array, info
 
 
-def load_and_preprocess(path: str | Path, preprocess_section: dict[str, Any]) -> tuple[np.ndarray, dict]:
+def load_and_preprocess(
+    path: str | Path, preprocess_section: dict[str, Any]
+) -> tuple[np.ndarray, dict]:
     """Inference entry point: one NIfTI file or DICOM folder -> model input.
 
     Args:
@@ -252,7 +268,9 @@ def process_case(row: dict[str, str], base: Path, section: dict, out: Path) -> d
     for column, (suffix, out_column) in LABEL_COLUMNS.items():
         result[out_column] = ""
         if row.get(column, ""):
-            labels = read_label_map(_resolve(row[column], base), volume.data.shape, header_affine, column)
+            labels = read_label_map(
+                _resolve(row[column], base), volume.data.shape, header_affine, column
+            )
             resampled = resample_labels(labels, info["plan"])
             with atomic_path(out / f"{case_id}_{suffix}.npy") as tmp:
                 np.save(tmp, crop_or_pad(resampled, info["plan"], fill=0, dtype=np.uint8))
@@ -272,10 +290,16 @@ def process_case(row: dict[str, str], base: Path, section: dict, out: Path) -> d
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ctrg ingest", description=__doc__.splitlines()[0])
-    parser.add_argument("manifest", help="CSV: case_id, image[, report, split, structure_map, finding_map]")
+    parser.add_argument(
+        "manifest", help="CSV: case_id, image[, report, split, structure_map, finding_map]"
+    )
     parser.add_argument("--out", required=True, help="output folder (the shard)")
-    parser.add_argument("--config", default=None, help="resolved preprocess.json (default: schema defaults)")
-    parser.add_argument("--shard", default=None, help="shard index (e.g. 000); without it: all cases")
+    parser.add_argument(
+        "--config", default=None, help="resolved preprocess.json (default: schema defaults)"
+    )
+    parser.add_argument(
+        "--shard", default=None, help="shard index (e.g. 000); without it: all cases"
+    )
     parser.add_argument("--num-shards", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"))
@@ -299,13 +323,19 @@ def _run_cases(frame: pd.DataFrame, base: Path, section: dict, out: Path):
         case_id, image = row["case_id"], row["image"]
         try:
             if not _SAFE_ID.match(case_id):
-                raise VolumeError(f"case_id {case_id!r} is empty or has characters other than A-Za-z0-9_.-")
+                raise VolumeError(
+                    f"case_id {case_id!r} is empty or has characters other than A-Za-z0-9_.-"
+                )
             if case_id in seen:
                 raise VolumeError(f"duplicate case_id {case_id!r}")
             seen.add(case_id)
             accepted.append(process_case(row, base, section, out))
         except Exception as err:  # one bad case never stops the shard
-            reason = str(err) if isinstance(err, VolumeError) else f"unexpected {type(err).__name__}: {err}"
+            reason = (
+                str(err)
+                if isinstance(err, VolumeError)
+                else f"unexpected {type(err).__name__}: {err}"
+            )
             log.warning("rejected %s (%s): %s", case_id, image, reason)
             rejected.append({"case_id": case_id, "file": image, "reason": reason})
     return accepted, rejected

@@ -80,7 +80,9 @@ def read_nifti(path: str | os.PathLike) -> RawVolume:
     try:
         raw = np.asanyarray(img.dataobj.get_unscaled())
     except Exception as err:  # truncated gzip: EOFError, zlib.error, OSError ...
-        raise VolumeError(f"cannot read voxel data, truncated or corrupt ({type(err).__name__}: {err})") from err
+        raise VolumeError(
+            f"cannot read voxel data, truncated or corrupt ({type(err).__name__}: {err})"
+        ) from err
     if raw.dtype.kind not in "iuf" or raw.size != int(np.prod(shape)):
         raise VolumeError(f"not a scalar image: dtype {raw.dtype}, shape {raw.shape}")
     raw = raw.reshape(shape, order="A")

@@ -218,6 +218,14 @@ def draw_body_wall(canvas: Canvas, anat: Anatomy, rng: np.random.Generator) -> N
     canvas.paint(FULL, inner, HU["fat"], LABEL["breast"])
     muscle = ellipse_mask(grid, anat.bx, anat.by, half_w - 2.0 - anat.fat, half_d - 2.0 - anat.fat)
     canvas.paint(FULL, muscle, HU["muscle"], LABEL["breast"])
+    s = anat.s
+    y_canal = anat.y_spine - 0.85 * anat.r_vertebra - 8.0 * s
+    y_back = anat.by - anat.b + 3.0
+    for side in (1.0, -1.0):  # erector spinae between the laminae and the skin of the back
+        cx, cy = anat.bx + side * 22.0 * s, 0.5 * (y_canal + y_back)
+        ry = max(0.5 * (y_canal - y_back) + 4.0 * s, 6.0 * s)
+        back = ((grid.x - cx) / (17.0 * s)) ** 2 + ((grid.y - cy) / ry) ** 2 <= 1.0
+        canvas.paint(FULL, back & inner, HU["muscle"], LABEL["breast"])
     anat.masks["body"] = body
     cav_a, cav_b = cavity_profile(anat, grid)
     band_a = np.where(cav_b > 0, cav_a + 11.0 * anat.s, 0.0)

@@ -1,8 +1,9 @@
 """Generate one phantom case: geometry, anatomy, findings, image formation and report.
 
-A case depends only on ``(seed, index)`` and the synth settings: its random generator is
-``numpy.random.default_rng([seed, index])``, so output bytes never depend on the number of
-worker processes or on which cases are generated in the same run.
+A case depends only on ``(seed, index)`` and the synth settings: three random streams
+``numpy.random.default_rng([seed, index, s])`` (s = 0 findings, 1 geometry and image,
+2 report wording), so output bytes never depend on the number of worker processes or on
+which cases are generated in the same run, and image changes leave labels and reports alone.
 """
 
 from __future__ import annotations
@@ -166,9 +167,10 @@ def generate_case(synth: dict[str, Any], seed: int, index: int) -> PhantomCase:
     Args:
         synth: the resolved synth config section.
     """
-    rng = np.random.default_rng([seed, index])
+    rng = np.random.default_rng([seed, index, 0])  # findings; then geometry and image
     case_id = f"phantom_{index:04d}"
     findings = sample_findings(rng, synth)
+    rng = np.random.default_rng([seed, index, 1])  # own stream: image tweaks keep the labels
     grid, geometry, descending = case_grid(rng, synth)
     anat = sample_anatomy(rng, geometry, synth)
     for f in findings:
@@ -178,7 +180,8 @@ def generate_case(synth: dict[str, Any], seed: int, index: int) -> PhantomCase:
     _draw_anatomy(canvas, anat, findings, rng)
     findings = _paint_findings(canvas, anat, findings, rng)
     hu, noise = _form_image(canvas, rng, synth, geometry["fov"])
-    sentences = structure_sentences(findings, anat.female, rng)
+    report_rng = np.random.default_rng([seed, index, 2])  # own stream: wording is stable
+    sentences = structure_sentences(findings, anat.female, report_rng)
     return PhantomCase(
         case_id=case_id,
         grid=grid,

@@ -110,7 +110,7 @@ def paint_emphysema(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Ge
     depth = {"mild": 0.4, "moderate": 0.55, "severe": 0.7}[f.amount]
     height = (grid.z - anat.z_dome_l) / (anat.z_apex - anat.z_dome_l)  # 0 base -> 1 apex
     patches = smooth_field(rng, grid.shape, tuple(max(3, n // 8) for n in grid.shape))
-    zone = lungs & (height + 0.25 * patches > 1.0 - depth)
+    zone = lungs & (height + 0.4 * patches > 1.0 - depth)
     base = -962.0 + 10.0 * patches
     canvas.paint(FULL, zone, base, None, value(f.label))
     idx = np.argwhere(zone[:, ::3, ::3]) * np.array([1, 3, 3])

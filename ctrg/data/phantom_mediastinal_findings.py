@@ -31,7 +31,7 @@ def paint_pericardial_effusion(
         canvas,
         centre,
         [r + t for r in radii],
-        HU["water"] + 3.0,
+        HU["water"] - 3.0,
         LABEL["heart"],
         value(f.label),
         within=allowed,

@@ -52,7 +52,7 @@ POSITIVE: dict[str, list[str]] = {
     "Coronary artery wall calcification": [
         "Calcified plaques are seen in the coronary arteries ({vessels}).",
         "Coronary artery calcification is noted along the {vessels} {arteries}.",
-        "There are calcific atheromatous plaques in the walls of the {vessels} {arteries}.",
+        "There are calcific atheromatous plaques in the walls of the {vessels} coronary {arteries}.",
     ],
     "Hiatal hernia": [
         "A hiatal hernia measuring about {size} mm is present.",

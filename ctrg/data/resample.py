@@ -150,8 +150,61 @@ def resample_intensity(volume: torch.Tensor, plan: ResamplePlan) -> torch.Tensor
     """
     if tuple(volume.shape) == plan.resampled_shape:
         return volume
-    out = F.interpolate(volume[None, None], size=plan.resampled_shape, mode="trilinear", align_corners=True)
+    out = F.interpolate(
+        volume[None, None], size=plan.resampled_shape, mode="trilinear", align_corners=True
+    )
     return out[0, 0]
+
+
+def resample_stored(native: np.ndarray, plan: ResamplePlan, scale: float = 1.0) -> torch.Tensor:
+    """Stored values -> ``scale`` x trilinear-resampled values, choosing the cheaper route.
+
+    Strong downsampling (e.g. to the CPU default grid) reads only the input planes that the
+    output actually samples (:func:`resample_gathered`); otherwise the whole volume is cast
+    once (:func:`to_float_canonical`) and resampled with ``F.interpolate``. Both give the
+    same trilinear values up to float rounding.
+
+    Args:
+        native: ``(K, J, I)`` stored values.
+
+    Returns:
+        ``plan.resampled_shape`` float32 tensor (canonical).
+    """
+    needed = np.prod([len(_needed(n, m)[0]) for n, m in zip(plan.shape, plan.resampled_shape)])
+    if needed < 0.35 * np.prod(plan.shape):
+        return resample_gathered(native, plan, scale)
+    return resample_intensity(to_float_canonical(native, plan, scale), plan)
+
+
+def _needed(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Input indices one axis needs, and per output voxel its two neighbours (local) and weight."""
+    if n == 1:
+        zero = np.zeros(m, dtype=np.int64)
+        return np.zeros(1, dtype=np.int64), zero, zero, np.zeros(m)
+    position = np.arange(m, dtype=np.float64) * ((n - 1) / (m - 1) if m > 1 else 0.0)
+    lower = np.minimum(np.floor(position).astype(np.int64), n - 2)
+    weight = position - lower
+    needed = np.unique(np.concatenate([lower, lower + 1]))
+    return needed, np.searchsorted(needed, lower), np.searchsorted(needed, lower + 1), weight
+
+
+def resample_gathered(native: np.ndarray, plan: ResamplePlan, scale: float = 1.0) -> torch.Tensor:
+    """Trilinear (align_corners=True) by gathering the sampled planes, then one lerp per axis.
+
+    Returns:
+        ``plan.resampled_shape`` float32 tensor (canonical), ``scale`` x the stored values.
+    """
+    parts = [_needed(n, m) for n, m in zip(plan.shape, plan.resampled_shape)]
+    subset = canonical_view(native, plan)[np.ix_(*(p[0] for p in parts))]  # small copy
+    x = torch.from_numpy(np.multiply(subset, np.float32(scale), dtype=np.float32))
+    for axis, (_, lower, upper, weight) in enumerate(parts):
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        w = torch.from_numpy(weight.astype(np.float32)).reshape(shape)
+        a = x.index_select(axis, torch.from_numpy(lower))
+        b = x.index_select(axis, torch.from_numpy(upper))
+        x = torch.lerp(a, b, w)
+    return x
 
 
 def resample_labels(native_labels: np.ndarray, plan: ResamplePlan) -> np.ndarray:
@@ -192,7 +245,9 @@ def normalise_(volume: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return volume.clamp_(-1.0, 1.0)
 
 
-def crop_or_pad(resampled: np.ndarray | torch.Tensor, plan: ResamplePlan, fill: float, dtype) -> np.ndarray:
+def crop_or_pad(
+    resampled: np.ndarray | torch.Tensor, plan: ResamplePlan, fill: float, dtype
+) -> np.ndarray:
     """Centre crop/pad a canonical resampled volume to ``plan.out_shape``.
 
     Args:
@@ -204,7 +259,9 @@ def crop_or_pad(resampled: np.ndarray | torch.Tensor, plan: ResamplePlan, fill: 
         ``plan.out_shape`` C-contiguous numpy array.
     """
     t = torch.as_tensor(resampled)
-    torch_dtype = {np.float16: torch.float16, np.float32: torch.float32, np.uint8: torch.uint8}[np.dtype(dtype).type]
+    torch_dtype = {np.float16: torch.float16, np.float32: torch.float32, np.uint8: torch.uint8}[
+        np.dtype(dtype).type
+    ]
     out = torch.empty(plan.out_shape, dtype=torch_dtype)
     src, dst = [], []
     for start, size, m in zip(plan.start, plan.out_shape, t.shape):

@@ -117,7 +117,6 @@ def clinical_report(
     return {"n_cases": int(truth.shape[0]), **averages, "per_label": per_label}
 
 
-
 def run_labeller(texts: Sequence[str]) -> list[dict[str, int]]:
     """Label texts with the project labeller (``ctrg.text.labeller.Labeller``)."""
     from ctrg.text.labeller import Labeller
@@ -156,8 +155,12 @@ def load_ground_truth(
     if not keep:
         raise ValueError(f"{path}: none of the {len(case_ids)} evaluated cases is in the file")
     if len(keep) < len(case_ids):
-        log.warning("%s: %d of %d cases have no ground-truth labels; left out of that comparison",
-                    path, len(case_ids) - len(keep), len(case_ids))
+        log.warning(
+            "%s: %d of %d cases have no ground-truth labels; left out of that comparison",
+            path,
+            len(case_ids) - len(keep),
+            len(case_ids),
+        )
     values = frame.loc[[case_ids[i] for i in keep], list(labels)].to_numpy()
     if not np.isin(values, (0, 1)).all():
         raise ValueError(f"{path}: label values must be 0 or 1")

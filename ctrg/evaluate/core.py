@@ -95,8 +95,17 @@ def evaluate_pairs(
     norm_preds = normalise_texts(predictions, normalise)
     nlg = scorer.score(norm_refs, norm_preds)
     ref_labels, pred_labels, note = _label_both(references, predictions, labeller)
-    ev = Evaluation(case_ids, references, predictions, normalise, nlg, norm_preds,
-                    ref_labels, pred_labels, labeller_note=note)
+    ev = Evaluation(
+        case_ids,
+        references,
+        predictions,
+        normalise,
+        nlg,
+        norm_preds,
+        ref_labels,
+        pred_labels,
+        labeller_note=note,
+    )
     if ref_labels is not None:
         ev.truths["reference"] = (ref_labels, np.ones(ev.n, dtype=bool))
     for k, path in enumerate(ground_truth):

@@ -93,7 +93,10 @@ def ptb_tokenize(texts: list[str]) -> list[str]:
     if len(lines) < len(texts):
         raise RuntimeError(f"PTB tokenizer returned {len(lines)} lines for {len(texts)} texts")
     drop = set(ptb.PUNCTUATIONS)
-    return [" ".join(w for w in line.rstrip().split(" ") if w not in drop) for line in lines[: len(texts)]]
+    return [
+        " ".join(w for w in line.rstrip().split(" ") if w not in drop)
+        for line in lines[: len(texts)]
+    ]
 
 
 def bleu_case_stats(references: list[str], predictions: list[str], n: int = 4) -> np.ndarray:
@@ -220,8 +223,9 @@ class NLGScorer:
         corpus = {f"bleu_{k + 1}": float(bleu_corpus[k]) for k in range(4)}
         corpus.update(meteor=meteor_corpus, rouge_l=float(rouge_corpus), cider=float(cider_corpus))
         means = {key: float(np.mean(values)) for key, values in per_case.items()}
-        return NLGResult(corpus, means, per_case, bleu_case_stats(references, predictions),
-                         meteor_stats)
+        return NLGResult(
+            corpus, means, per_case, bleu_case_stats(references, predictions), meteor_stats
+        )
 
 
 def protocol(normalise: str, level: str) -> dict[str, Any]:

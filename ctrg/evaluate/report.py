@@ -46,8 +46,11 @@ def per_case_frame(ev: Evaluation, splits: list[str] | None = None) -> pd.DataFr
             hit = (truth.astype(bool) & ev.pred_labels.astype(bool)).sum(1)
             wrong = (truth.astype(bool) ^ ev.pred_labels.astype(bool)).sum(1)
             frame[f"{name}_label_f1"] = np.where(
-                mask, np.divide(2 * hit, 2 * hit + wrong, out=np.ones(len(hit)),
-                                where=(2 * hit + wrong) > 0), np.nan
+                mask,
+                np.divide(
+                    2 * hit, 2 * hit + wrong, out=np.ones(len(hit)), where=(2 * hit + wrong) > 0
+                ),
+                np.nan,
             ).round(6)
     return frame
 
@@ -78,27 +81,48 @@ def markdown(metrics: dict[str, Any]) -> str:
         if not isinstance(clin, dict):
             lines += ["", f"Clinical efficacy: {clin}"]
             continue
-        lines += ["", f"## Clinical efficacy vs {clin['truth']} ({clin['n_cases']} cases)", "",
-                  "| label | precision | recall | F1 | support | predicted |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Clinical efficacy vs {clin['truth']} ({clin['n_cases']} cases)",
+            "",
+            "| label | precision | recall | F1 | support | predicted |",
+            "|---|---|---|---|---|---|",
+        ]
         for label, row in clin["per_label"].items():
-            lines.append(f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | "
-                         f"{row['f1']:.3f} | {row['support']} | {row['predicted']} |")
+            lines.append(
+                f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                f"{row['f1']:.3f} | {row['support']} | {row['predicted']} |"
+            )
     col = metrics["collapse"]
     lines += ["", "## Template collapse", ""]
-    for key in ("share_distinct", "share_most_frequent", "normal_template_bias",
-                "share_predicted_all_normal", "share_true_all_normal", "rare_label_recall_mean"):
+    for key in (
+        "share_distinct",
+        "share_most_frequent",
+        "normal_template_bias",
+        "share_predicted_all_normal",
+        "share_true_all_normal",
+        "rare_label_recall_mean",
+    ):
         if key in col:
             lines.append(f"- {key}: {_fmt(col[key])}")
-    lines.append(f"- most frequent report ({col['most_frequent_count']}x): "
-                 f"\"{col['most_frequent_report'][:200]}\"")
+    lines.append(
+        f"- most frequent report ({col['most_frequent_count']}x): "
+        f'"{col["most_frequent_report"][:200]}"'
+    )
     if "comparison" in metrics:
         cmp = metrics["comparison"]
-        lines += ["", f"## Paired bootstrap: this run minus `{cmp['other']}`", "",
-                  "| metric | this | other | delta [95% CI] | p |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Paired bootstrap: this run minus `{cmp['other']}`",
+            "",
+            "| metric | this | other | delta [95% CI] | p |",
+            "|---|---|---|---|---|",
+        ]
         for key, row in cmp["metrics"].items():
-            lines.append(f"| {key} | {row['a']:.4f} | {row['b']:.4f} | {row['delta']:+.4f} "
-                         f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['p_value']:.3f} |")
+            lines.append(
+                f"| {key} | {row['a']:.4f} | {row['b']:.4f} | {row['delta']:+.4f} "
+                f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['p_value']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -117,13 +141,23 @@ def write_plots(ev: Evaluation, metrics: dict[str, Any], plot_dir: Path) -> list
     x = np.arange(len(CTRATE_LABELS))
     for k, source in enumerate(sources):
         per_label = metrics["clinical"][source]["per_label"]
-        ax.bar(x + k * width, [per_label[name]["f1"] for name in CTRATE_LABELS], width,
-               label=f"vs {source}")
+        ax.bar(
+            x + k * width,
+            [per_label[name]["f1"] for name in CTRATE_LABELS],
+            width,
+            label=f"vs {source}",
+        )
     if not sources:
-        ax.text(0.5, 0.5, "labeller did not run: no clinical efficacy", ha="center",
-                transform=ax.transAxes)
-    ax.set_xticks(x + width * (len(sources) - 1) / 2, CTRATE_LABELS, rotation=60, ha="right",
-                  fontsize=8)
+        ax.text(
+            0.5,
+            0.5,
+            "labeller did not run: no clinical efficacy",
+            ha="center",
+            transform=ax.transAxes,
+        )
+    ax.set_xticks(
+        x + width * (len(sources) - 1) / 2, CTRATE_LABELS, rotation=60, ha="right", fontsize=8
+    )
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1")
     ax.set_title("Per-label clinical efficacy F1")
@@ -196,10 +230,16 @@ def metrics_document(
             "share_distinct_bootstrap": "not bootstrapped: resampling with replacement "
             "duplicates cases and biases it downwards",
         },
-        "input": {"path": str(input_path), "sha256": sha256_file(input_path),
-                  "pairs_sha256": sha256_json(pairs)},
-        "versions": {**versions(), "pycocoevalcap": _version("pycocoevalcap"),
-                     "java": _java_version()},
+        "input": {
+            "path": str(input_path),
+            "sha256": sha256_file(input_path),
+            "pairs_sha256": sha256_json(pairs),
+        },
+        "versions": {
+            **versions(),
+            "pycocoevalcap": _version("pycocoevalcap"),
+            "java": _java_version(),
+        },
         **results,
     }
 

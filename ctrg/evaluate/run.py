@@ -39,10 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctrg evaluate", description=__doc__)
     parser.add_argument("predictions", type=Path, help="predictions.csv of ctrg generate-features")
     parser.add_argument("--config", type=Path, default=None, help="resolved evaluate.json")
-    parser.add_argument("--ground-truth", action="append", default=[], type=Path,
-                        help="ground-truth label CSV (case_id + 18 CT-RATE labels); repeatable")
-    parser.add_argument("--compare", type=Path, default=None,
-                        help="another predictions.csv: paired bootstrap of this run minus it")
+    parser.add_argument(
+        "--ground-truth",
+        action="append",
+        default=[],
+        type=Path,
+        help="ground-truth label CSV (case_id + 18 CT-RATE labels); repeatable",
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="another predictions.csv: paired bootstrap of this run minus it",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
 
@@ -83,14 +92,30 @@ def compare_runs(
     log.info("paired comparison on %d common cases", len(common))
     pos = {cid: i for i, cid in enumerate(ev.case_ids)}
     keep = np.asarray([pos[c] for c in common])
-    this = evaluate_pairs(common, [ev.references[i] for i in keep],
-                          [ev.predictions[i] for i in keep], scorer, settings["normalise"],
-                          settings["labeller"])
-    that = evaluate_pairs(common, other.loc[common, "reference"].tolist(),
-                          other.loc[common, "prediction"].tolist(), scorer,
-                          settings["normalise"], settings["labeller"])
-    result = paired_bootstrap(statistic(this, scorer), statistic(that, scorer), len(common),
-                              settings["bootstrap_resamples"], seed, settings["confidence"])
+    this = evaluate_pairs(
+        common,
+        [ev.references[i] for i in keep],
+        [ev.predictions[i] for i in keep],
+        scorer,
+        settings["normalise"],
+        settings["labeller"],
+    )
+    that = evaluate_pairs(
+        common,
+        other.loc[common, "reference"].tolist(),
+        other.loc[common, "prediction"].tolist(),
+        scorer,
+        settings["normalise"],
+        settings["labeller"],
+    )
+    result = paired_bootstrap(
+        statistic(this, scorer),
+        statistic(that, scorer),
+        len(common),
+        settings["bootstrap_resamples"],
+        seed,
+        settings["confidence"],
+    )
     return {"other": str(other_path), "n_cases": len(common), "metrics": result}
 
 
@@ -101,16 +126,32 @@ def main(argv: list[str] | None = None) -> int:
     settings, seed = payload["evaluate"], int(payload["seed"])
     frame = read_predictions(args.predictions, settings["splits"])
     with NLGScorer() as scorer:
-        ev = evaluate_pairs(frame["case_id"], frame["reference"], frame["prediction"], scorer,
-                            settings["normalise"], settings["labeller"], args.ground_truth)
-        metrics = metrics_document(ev, scorer, args.predictions, settings["bootstrap_resamples"],
-                                   seed, settings["confidence"], settings["rare_prevalence"])
+        ev = evaluate_pairs(
+            frame["case_id"],
+            frame["reference"],
+            frame["prediction"],
+            scorer,
+            settings["normalise"],
+            settings["labeller"],
+            args.ground_truth,
+        )
+        metrics = metrics_document(
+            ev,
+            scorer,
+            args.predictions,
+            settings["bootstrap_resamples"],
+            seed,
+            settings["confidence"],
+            settings["rare_prevalence"],
+        )
         metrics["protocol_variants"] = {}
         for mode in settings["also_normalise"]:
-            variant = evaluate_pairs(ev.case_ids, ev.references, ev.predictions, scorer, mode,
-                                     labeller="off")
+            variant = evaluate_pairs(
+                ev.case_ids, ev.references, ev.predictions, scorer, mode, labeller="off"
+            )
             metrics["protocol_variants"][mode] = {
-                "corpus": variant.nlg.corpus, "per_sample_mean": variant.nlg.per_sample_mean
+                "corpus": variant.nlg.corpus,
+                "per_sample_mean": variant.nlg.per_sample_mean,
             }
         if args.compare is not None:
             metrics["comparison"] = compare_runs(ev, args.compare, settings, seed, scorer)
@@ -118,9 +159,21 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(args.out / "metrics.json", metrics)
     write_table_and_cases(args.out, metrics, per_case_frame(ev, splits))
     plots = write_plots(ev, metrics, args.out / "plots")
-    write_stage_summary(args.out, "evaluate", payload,
-                        {"n_cases": ev.n, "headline": metrics["headline"], "plots": plots,
-                         "predictions": str(args.predictions)})
-    log.info("evaluate: %d cases -> %s (%s)", ev.n, args.out,
-             " ".join(f"{k}={metrics[k]:.4f}" for k in metrics["headline"]))
+    write_stage_summary(
+        args.out,
+        "evaluate",
+        payload,
+        {
+            "n_cases": ev.n,
+            "headline": metrics["headline"],
+            "plots": plots,
+            "predictions": str(args.predictions),
+        },
+    )
+    log.info(
+        "evaluate: %d cases -> %s (%s)",
+        ev.n,
+        args.out,
+        " ".join(f"{k}={metrics[k]:.4f}" for k in metrics["headline"]),
+    )
     return 0

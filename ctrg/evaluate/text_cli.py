@@ -28,14 +28,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference-column", required=True)
     parser.add_argument("--prediction-column", required=True)
     parser.add_argument("--id-column", default=None, help="case id column (default: row number)")
-    parser.add_argument("--normalise", choices=NORMALISATIONS, default="raw",
-                        help="text normalisation before scoring (default: raw)")
-    parser.add_argument("--labeller", choices=("auto", "on", "off"), default="auto",
-                        help="clinical efficacy with ctrg's labeller: auto runs it when installed")
-    parser.add_argument("--ground-truth", action="append", default=[], type=Path,
-                        help="label CSV (case_id + 18 CT-RATE labels); needs --id-column")
-    parser.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                        help="bootstrap resamples for 95%% CIs (default 0: none)")
+    parser.add_argument(
+        "--normalise",
+        choices=NORMALISATIONS,
+        default="raw",
+        help="text normalisation before scoring (default: raw)",
+    )
+    parser.add_argument(
+        "--labeller",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="clinical efficacy with ctrg's labeller: auto runs it when installed",
+    )
+    parser.add_argument(
+        "--ground-truth",
+        action="append",
+        default=[],
+        type=Path,
+        help="label CSV (case_id + 18 CT-RATE labels); needs --id-column",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="bootstrap resamples for 95%% CIs (default 0: none)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rare-prevalence", type=float, default=0.1)
     parser.add_argument("--out", type=Path, required=True, help="metrics.json to write")
@@ -65,11 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--ground-truth needs --id-column to match cases")
     frame = read_pairs(args.csv, args.reference_column, args.prediction_column, args.id_column)
     with NLGScorer() as scorer:
-        ev = evaluate_pairs(frame["_id"], frame[args.reference_column],
-                            frame[args.prediction_column], scorer, normalise=args.normalise,
-                            labeller=args.labeller, ground_truth=args.ground_truth)
-        metrics = metrics_document(ev, scorer, args.csv, args.bootstrap, args.seed, 0.95,
-                                   args.rare_prevalence)
+        ev = evaluate_pairs(
+            frame["_id"],
+            frame[args.reference_column],
+            frame[args.prediction_column],
+            scorer,
+            normalise=args.normalise,
+            labeller=args.labeller,
+            ground_truth=args.ground_truth,
+        )
+        metrics = metrics_document(
+            ev, scorer, args.csv, args.bootstrap, args.seed, 0.95, args.rare_prevalence
+        )
     atomic_write_json(args.out, metrics)
     head = " ".join(f"{k}={metrics[k]:.4f}" for k in metrics["headline"])
     log.info("%d cases (%s): %s -> %s", ev.n, args.normalise, head, args.out)

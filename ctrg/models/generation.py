@@ -177,6 +177,49 @@ class _Hypotheses:
         return self.score(best_running, length) <= self.items[-1][0]
 
 
+def _advance_case(
+    case: int,
+    candidates: tuple[list[float], list[int]],
+    vocab: int,
+    eos_id: int,
+    sequences: torch.Tensor,
+    hypotheses: _Hypotheses,
+    chosen: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> int:
+    """Keep one case's best ``K`` non-EOS continuations; EOS ranked within the top K finishes.
+
+    Args:
+        case: batch index; its beams are rows ``case*K .. case*K+K-1``.
+        candidates: the case's 2K best (total score, beam * vocab + token), best first.
+        vocab: vocabulary size.
+        eos_id: end-of-sequence id.
+        sequences: (B*K, L) ids so far.
+        hypotheses: the case's finished hypotheses (updated).
+        chosen: next (scores (B, K), tokens (B, K), source rows (B, K)), filled in place.
+
+    Returns:
+        How many beams continue.
+    """
+    next_scores, next_tokens, next_rows = chosen
+    beams = next_scores.shape[1]
+    kept = 0
+    for rank, (score, flat) in enumerate(zip(*candidates)):
+        if score == float("-inf"):
+            break
+        beam, token = divmod(flat, vocab)
+        row = case * beams + beam
+        if token == eos_id:
+            if rank < beams:
+                hypotheses.add(sequences[row, 1:].tolist(), score)
+            continue
+        next_scores[case, kept], next_tokens[case, kept] = score, token
+        next_rows[case, kept] = row
+        kept += 1
+        if kept == beams:
+            break
+    return kept
+
+
 @torch.no_grad()
 def beam_search(
     model: Any,
@@ -201,42 +244,30 @@ def beam_search(
     beam_scores[:, 1:] = float("-inf")  # all beams start equal: expand only the first
     hypotheses = [_Hypotheses(beams, cfg.length_penalty) for _ in range(batch)]
     done = [False] * batch
-    max_new = _max_new_tokens(model, cfg)
-    for generated in range(max_new):
+    for generated in range(_max_new_tokens(model, cfg)):
         logits, cache = model.step(state, cache, sequences)
         logprobs = process_logits(logits, sequences, generated, eos_id, cfg)
         vocab = logprobs.shape[-1]
         totals = (beam_scores.view(-1, 1) + logprobs).view(batch, beams * vocab)
         top_scores, top_ids = totals.topk(2 * beams, dim=1)
-        next_scores = torch.full((batch, beams), float("-inf"), device=device)
-        next_tokens = torch.full((batch, beams), pad_id, dtype=torch.long, device=device)
-        next_rows = torch.arange(batch * beams, device=device).view(batch, beams).clone()
+        chosen = (
+            torch.full((batch, beams), float("-inf"), device=device),
+            torch.full((batch, beams), pad_id, dtype=torch.long, device=device),
+            torch.arange(batch * beams, device=device).view(batch, beams).clone(),
+        )
         for case in range(batch):
             if done[case]:
                 continue
-            kept = 0
-            for rank, (score, flat) in enumerate(
-                zip(top_scores[case].tolist(), top_ids[case].tolist())
-            ):
-                beam, token = divmod(flat, vocab)
-                row = case * beams + beam
-                if score == float("-inf"):
-                    break
-                if token == eos_id:
-                    if rank < beams:
-                        hypotheses[case].add(sequences[row, 1:].tolist(), score)
-                    continue
-                next_scores[case, kept], next_tokens[case, kept] = score, token
-                next_rows[case, kept] = row
-                kept += 1
-                if kept == beams:
-                    break
-            best = next_scores[case].max().item()
+            candidates = (top_scores[case].tolist(), top_ids[case].tolist())
+            kept = _advance_case(
+                case, candidates, vocab, eos_id, sequences, hypotheses[case], chosen
+            )
+            best = chosen[0][case].max().item()
             done[case] = kept == 0 or hypotheses[case].is_done(best, generated + 1)
-        rows = next_rows.view(-1)
-        sequences = torch.cat([sequences[rows], next_tokens.view(-1, 1)], dim=1)
+        rows = chosen[2].view(-1)
+        sequences = torch.cat([sequences[rows], chosen[1].view(-1, 1)], dim=1)
         cache = model.reorder_cache(cache, rows)
-        beam_scores = next_scores
+        beam_scores = chosen[0]
         if all(done):
             break
     for case in range(batch):  # cases still running at max length keep their beams
