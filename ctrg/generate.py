@@ -119,6 +119,27 @@ def diversity(predictions: list[str]) -> dict[str, Any]:
     }
 
 
+def predictions_frame(
+    dataset: FeatureReportDataset,
+    rows: pd.DataFrame,
+    predictions: list[str],
+    source: np.ndarray | None,
+) -> pd.DataFrame:
+    """predictions.csv rows (plus ``features_of`` for the shuffled control)."""
+    split_of = dict(zip(rows["case_id"], rows["split"]))
+    frame = pd.DataFrame(
+        {
+            "case_id": dataset.case_ids,
+            "split": [split_of[c] for c in dataset.case_ids],
+            "reference": dataset.reports,
+            "prediction": predictions,
+        }
+    )
+    if source is not None:
+        frame["features_of"] = [dataset.case_ids[int(j)] for j in source]
+    return frame
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate and write predictions (see module doc)."""
     payload = load_stage_config(args.config, "generate")
@@ -144,18 +165,10 @@ def run(args: argparse.Namespace) -> int:
             dataset, model, tokenizer, decoding, section["batch_size"], source, device
         )
     elapsed = time.perf_counter() - started
-    split_of = dict(zip(rows["case_id"], rows["split"]))
-    frame = pd.DataFrame(
-        {
-            "case_id": dataset.case_ids,
-            "split": [split_of[c] for c in dataset.case_ids],
-            "reference": dataset.reports,
-            "prediction": predictions,
-        }
+    atomic_write_csv(
+        args.out,
+        predictions_frame(dataset, rows, predictions, source if args.shuffle_features else None),
     )
-    if args.shuffle_features:
-        frame["features_of"] = [dataset.case_ids[int(j)] for j in source]
-    atomic_write_csv(args.out, frame)
     summary = {
         "stage": "generate-features",
         "cases": count,

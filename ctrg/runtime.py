@@ -144,14 +144,16 @@ def git_revision() -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of Python, ctrg and the main libraries (those importable)."""
+    """Versions of Python, ctrg and the main libraries (from package metadata, no imports)."""
+    from importlib import metadata
+
     from ctrg import __version__
 
     found = {"python": platform.python_version(), "ctrg": __version__}
     for name in ("torch", "numpy", "transformers", "spacy", "snakemake", "nibabel", "pydicom"):
-        try:  # metadata, not import: importing torch/transformers/spacy costs seconds
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             continue
     return found
 

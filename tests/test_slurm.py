@@ -280,7 +280,7 @@ def test_outputs_match_a_local_run(scenario):
     assert slurm == local, {"only_slurm": slurm - local, "only_local": local - slurm}
 
 
-def test_training_went_through_the_launcher(scenario):
+def test_training_ran_through_ctrg_launch(scenario):
     config = yaml.safe_load(TINY_CONFIG.read_text())
     for stage in ("stage1", "stage2"):
         text = scenario["slurm"] / "logs" / config.get("run", "default") / f"{stage}.log"

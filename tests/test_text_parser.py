@@ -7,7 +7,7 @@ import pytest
 from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.text.evaluation import fold_of, merge_orders
 from ctrg.text.sentences import clean_report, looks_english, split_many, split_sentences
-from ctrg.text.structures import StructureParser, load_lexicon
+from ctrg.text.structures import StructureParser, compile_lexicon, load_lexicon, set_names
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +146,33 @@ def test_lexicon_compiles_for_every_structure():
     assert lexicon.names == CHEST_STRUCTURES
     assert lexicon.fallback == "others"
     assert lexicon.continuation_mode in ("cue", "always", "never")
+
+
+def test_a_new_structure_set_is_data_only():
+    brain = {
+        "names": ["ventricles", "white matter", "others"],
+        "continuation": {"mode": "cue", "cues": ["it"]},
+        "structures": {
+            "ventricles": {"keywords": ["ventric\\w*"]},
+            "white matter": {"keywords": ["white matter", "periventricular"]},
+        },
+    }
+    names = set_names("brain", brain, "lexicon_brain.yaml")
+    assert names == ("ventricles", "white matter", "others")
+    parser = StructureParser("brain", lexicon=compile_lexicon(brain, names, "lexicon_brain.yaml"))
+    parsed = parser.parse(
+        "The ventricles are normal. It is symmetric. Periventricular white matter is normal. "
+        "No acute finding."
+    )
+    assert [s for _, s in parsed.sentences] == [
+        ("ventricles",),
+        ("ventricles",),
+        ("white matter",),
+        ("others",),
+    ]
+    assert parsed.defaulted == []
+    with pytest.raises(ValueError, match="list its names"):
+        set_names("brain", {}, "lexicon_brain.yaml")
 
 
 def test_merge_orders_keeps_each_sequence_order():

@@ -123,6 +123,10 @@ def bench_labeller(path: Path, show_errors: int) -> None:
 
 def bench_phantom(folder: Path) -> None:
     """The labeller (labels.csv) and the parser (structure_sentences.csv) on a phantom set."""
+    missing = [n for n in ("manifest.csv", "labels.csv") if not (folder / n).is_file()]
+    if missing:
+        print(f"SKIP phantom benchmark: {folder} lacks {missing}")
+        return
     manifest = pd.read_csv(folder / "manifest.csv", dtype=str)
     truth = pd.read_csv(folder / "labels.csv", dtype={"case_id": str}).set_index("case_id")
     texts, _ = resolve_texts(manifest, "report", folder)

@@ -22,7 +22,9 @@ Conventions (the ones every other stage relies on):
   normalisation; 0 for label maps).
 * **Intensity.** ``clip(HU, lo, hi)`` scaled linearly to ``[-1, 1]``. Everything linear
   (rescale slope/intercept, window scale) is folded into the one pass that casts the stored
-  values to float32 while reorienting them; only the clip and the offset follow interpolation.
+  values to float32 while reorienting them; only the offset and the clip follow interpolation.
+* **Speed/memory.** One full-size float32 copy at most (reused from case to case); strong
+  downsampling (the CPU default grid) reads only the planes the output samples.
 """
 
 from __future__ import annotations
@@ -195,16 +197,22 @@ def resample_gathered(native: np.ndarray, plan: ResamplePlan, scale: float = 1.0
         ``plan.resampled_shape`` float32 tensor (canonical), ``scale`` x the stored values.
     """
     parts = [_needed(n, m) for n, m in zip(plan.shape, plan.resampled_shape)]
-    subset = canonical_view(native, plan)[np.ix_(*(p[0] for p in parts))]  # small copy
-    x = torch.from_numpy(np.multiply(subset, np.float32(scale), dtype=np.float32))
+    subset = native
+    for o, axis in enumerate(plan.axis_of_output):  # gather in the native layout: block copies
+        needed = parts[o][0]
+        index = (plan.shape[o] - 1 - needed)[::-1] if plan.flipped[o] else needed
+        subset = subset.take(index, axis=axis)
+    x = np.multiply(canonical_view(subset, plan), np.float32(scale), dtype=np.float32)
     for axis, (_, lower, upper, weight) in enumerate(parts):
         shape = [1, 1, 1]
         shape[axis] = -1
-        w = torch.from_numpy(weight.astype(np.float32)).reshape(shape)
-        a = x.index_select(axis, torch.from_numpy(lower))
-        b = x.index_select(axis, torch.from_numpy(upper))
-        x = torch.lerp(a, b, w)
-    return x
+        a = np.take(x, lower, axis=axis)
+        b = np.take(x, upper, axis=axis)
+        b -= a
+        b *= weight.astype(np.float32).reshape(shape)
+        a += b  # a + w * (b - a)
+        x = a
+    return torch.from_numpy(x)
 
 
 def resample_labels(native_labels: np.ndarray, plan: ResamplePlan) -> np.ndarray:

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from ctrg.anatomy import STRUCTURE_SETS
 from ctrg.anatomy import structures as structure_names
 from ctrg.text.sentences import clean_report, split_many, split_sentences
 
@@ -90,18 +91,38 @@ def load_lexicon_data(structure_set: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"ctrg/text/{name}: invalid YAML: {err}") from None
 
 
+def set_names(structure_set: str, data: dict[str, Any], where: str) -> tuple[str, ...]:
+    """Structure names of a set: ``ctrg.anatomy`` for known sets, else the file's ``names``.
+
+    A known set's file may repeat its names (then they must match, in order).
+    """
+    listed = tuple(data.get("names") or ())
+    if structure_set in STRUCTURE_SETS:
+        names = structure_names(structure_set)
+        if listed and listed != names:
+            raise ValueError(f"{where}: names {listed} differ from ctrg.anatomy's {names}")
+        return names
+    if not listed:
+        raise ValueError(f"{where}: set {structure_set!r} is not in ctrg.anatomy; list its names")
+    return listed
+
+
 @cache
 def load_lexicon(structure_set: str = "chest") -> Lexicon:
-    """Compile the lexicon of a structure set (cached)."""
+    """Read and compile the lexicon of a structure set (cached)."""
     where, data = load_lexicon_data(structure_set)
-    names = structure_names(structure_set)
+    return compile_lexicon(data, set_names(structure_set, data, where), where)
+
+
+def compile_lexicon(data: dict[str, Any], names: tuple[str, ...], where: str) -> Lexicon:
+    """Compile parsed lexicon YAML for the given structure names (model order)."""
     table = data.get("structures") or {}
     unknown = sorted(set(table) - set(names))
     if unknown:
-        raise ValueError(f"{where}: structures {unknown} are not in set {structure_set!r}: {names}")
+        raise ValueError(f"{where}: structures {unknown} are not in the set {names}")
     fallback = data.get("fallback", names[-1])
     if fallback not in names:
-        raise ValueError(f"{where}: fallback {fallback!r} is not a structure of {structure_set!r}")
+        raise ValueError(f"{where}: fallback {fallback!r} is not one of {names}")
     strong, weak = [], []
     for name in names:
         entry = table.get(name) or {}
@@ -145,6 +166,8 @@ class StructureParser:
             the structure name.
         spacy_model: ``"blank"`` (tokenizer + sentencizer) or an installed spaCy package.
         max_chars: reports longer than this are truncated (with a warning).
+        lexicon: an already compiled lexicon (e.g. from :func:`compile_lexicon`); overrides
+            ``structure_set``'s file.
     """
 
     def __init__(
@@ -153,8 +176,9 @@ class StructureParser:
         default_sentence: str = DEFAULT_SENTENCE,
         spacy_model: str = "blank",
         max_chars: int = 20000,
+        lexicon: Lexicon | None = None,
     ) -> None:
-        self.lexicon = load_lexicon(structure_set)
+        self.lexicon = lexicon if lexicon is not None else load_lexicon(structure_set)
         self.structure_set = structure_set
         self.default_sentence = default_sentence
         self.spacy_model = spacy_model

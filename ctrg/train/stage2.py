@@ -201,6 +201,65 @@ def export(
     return meta
 
 
+def make_validator(
+    valid_rows: Any, content: str, section: dict[str, Any], tokenizer: Any, device: torch.device
+) -> Validator | None:
+    """The validation callback, or None (with a warning) when the split has no cases."""
+    validation = section["validation"]
+    if valid_rows is None:
+        log.warning("no %s cases: no validation, model.pt = last step", validation["split"])
+        return None
+    valid_set = FeatureReportDataset(
+        valid_rows, content, section["visual_tokens"], tokenizer, section["max_report_tokens"]
+    )
+    decoding = GenerationConfig(**validation["decoding"])
+    return Validator(valid_set, tokenizer, decoding, validation["batch_size"], device)
+
+
+def make_trainer(
+    model: nn.Module,
+    section: dict[str, Any],
+    out: Path,
+    train_set: Any,
+    tokenizer: Any,
+    evaluate: Validator | None,
+    seed: int,
+    device: torch.device,
+    signature: dict[str, Any],
+) -> Trainer:
+    """The shared training loop (ctrg.train.loop) set up for teacher-forced decoding."""
+    best = section["validation"]["best_metric"] if evaluate else None
+    loop = LoopConfig.from_dict(
+        {
+            **section["optim"],
+            **section["loop"],
+            "best_metric": best,
+            "best_mode": "min" if best == "loss" else "max",
+        }
+    )
+    label_smoothing, pad_id = section["label_smoothing"], tokenizer.pad_id
+
+    def step_fn(module: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        loss = teacher_forced_loss(
+            module, visual_batch(batch), batch["ids"], pad_id, label_smoothing
+        )
+        return loss, {}
+
+    return Trainer(
+        model,
+        loop,
+        out,
+        train_set,
+        step_fn,
+        collate_fn=Collate(train_set.kind, train_set.structure, pad_id),
+        evaluate_fn=evaluate,
+        batch_size=section["batch_size"],
+        seed=seed,
+        device=device,
+        signature=signature,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and export (see module doc)."""
     payload = load_stage_config(args.config, "stage2")
@@ -216,54 +275,21 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer, fields = build_model(
         section, train_rows["report"].tolist(), probe.visual_dim, num_structures
     )
-    max_tokens = section["max_report_tokens"]
-    train_set = FeatureReportDataset(train_rows, content, mode, tokenizer, max_tokens)
+    train_set = FeatureReportDataset(
+        train_rows, content, mode, tokenizer, section["max_report_tokens"]
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     if fields["kind"] == "transformer":
         tokenizer.save(args.out / "tokenizer.json")
-    validation = section["validation"]
-    evaluate = None
-    if valid_rows is not None:
-        valid_set = FeatureReportDataset(valid_rows, content, mode, tokenizer, max_tokens)
-        decoding = GenerationConfig(**validation["decoding"])
-        evaluate = Validator(valid_set, tokenizer, decoding, validation["batch_size"], device)
-    else:
-        log.warning("no %s cases: no validation, model.pt = last step", validation["split"])
-    best = validation["best_metric"] if evaluate else None
-    loop = LoopConfig.from_dict(
-        {
-            **section["optim"],
-            **section["loop"],
-            "best_metric": best,
-            "best_mode": "min" if best == "loss" else "max",
-        }
-    )
+    evaluate = make_validator(valid_rows, content, section, tokenizer, device)
     signature = {
         "section": section,
         "frozen_hash": content,
         "tokenizer": sha256_json(fields.get("tokenizer", fields.get("llm_config"))),
         "train": sha256_json(train_rows[["case_id", "report"]].values.tolist()),
     }
-    label_smoothing = section["label_smoothing"]
-
-    def step_fn(module: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
-        loss = teacher_forced_loss(
-            module, visual_batch(batch), batch["ids"], tokenizer.pad_id, label_smoothing
-        )
-        return loss, {}
-
-    trainer = Trainer(
-        model,
-        loop,
-        args.out,
-        train_set,
-        step_fn,
-        collate_fn=Collate(train_set.kind, train_set.structure, tokenizer.pad_id),
-        evaluate_fn=evaluate,
-        batch_size=section["batch_size"],
-        seed=seed,
-        device=device,
-        signature=signature,
+    trainer = make_trainer(
+        model, section, args.out, train_set, tokenizer, evaluate, seed, device, signature
     )
     result = trainer.fit(resume=args.resume)
     if not trainer.dist.is_main:
