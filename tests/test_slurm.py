@@ -39,11 +39,9 @@ CLUSTER = REPO / "tests" / "cluster"
 TINY_CONFIG = CLUSTER / "tiny_config.yaml"
 
 # The full default workflow; stage2's job is cancelled, generate is force-rerun.
-FAIL_RULE, FAIL_DESCENDANTS = "encode_texts", {"encode_texts"}
-FORCE_RULE, FORCE_DESCENDANTS = "parse_reports", {"parse_reports", "encode_texts"}
-TARGETS: list[str] = [
-    "results/text_cache/embeddings.safetensors"
-]  # empty: the workflow's default target (rule all)
+FAIL_RULE, FAIL_DESCENDANTS = "stage2", {"stage2", "generate", "evaluate"}
+FORCE_RULE, FORCE_DESCENDANTS = "generate", {"generate", "evaluate"}
+TARGETS: list[str] = []  # empty: the workflow's default target (rule all)
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
 
 

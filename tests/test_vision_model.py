@@ -208,3 +208,16 @@ def test_ctclip_mapping_rejects_null_kv_and_wrong_shapes(tmp_path):
     torch.save(ctclip_state(dim=48), path)
     with pytest.raises(ValueError, match="wide.pt"):
         load_ctclip_visual(encoder(), path)
+
+
+def test_without_patch_norm_the_patch_mean_survives_and_ctclip_refuses(tmp_path):
+    plain = VisionEncoder((16, 32, 32), (4, 8, 8), 32, 2, 16, 1, 1, patch_norm=False)
+    normed = encoder()
+    dark, bright = torch.full((1, 1, 16, 32, 32), -0.8), torch.full((1, 1, 16, 32, 32), 0.0)
+    # CT-CLIP's per-patch LayerNorm maps every uniform volume to the same tokens
+    assert torch.allclose(normed.patch_embed(dark), normed.patch_embed(bright))
+    assert not torch.allclose(plain.patch_embed(dark), plain.patch_embed(bright))
+    path = tmp_path / "ctclip.pt"
+    torch.save(ctclip_state(), path)
+    with pytest.raises(ValueError, match="unknown"):
+        load_ctclip_visual(plain, path)

@@ -74,6 +74,7 @@ class PhantomCase:
     report: str
     female: bool
     noise_hu: float
+    dropped: list[str]  # sampled labels that left no visible voxel (not in the ground truth)
 
     @property
     def labels(self) -> dict[str, int]:
@@ -135,7 +136,7 @@ def _paint_findings(
     kept = []
     for f in findings:
         if f.ctrate and counts[CTRATE_LABELS.index(f.label) + 1] == 0:
-            log.warning("finding %s left no visible voxel; dropped from the ground truth", f.label)
+            log.warning("%s left no visible voxel; dropped from the ground truth", f.label)
             continue
         if f.ctrate and f.n_voxels == 0 and f.label == "Lung nodule":
             continue  # one of several nodules that found no room
@@ -178,6 +179,7 @@ def generate_case(synth: dict[str, Any], seed: int, index: int) -> PhantomCase:
             anat.cardio_factor = f.extra["factor"]
     canvas = Canvas(grid)
     _draw_anatomy(canvas, anat, findings, rng)
+    sampled = {f.label for f in findings if f.ctrate}
     findings = _paint_findings(canvas, anat, findings, rng)
     hu, noise = _form_image(canvas, rng, synth, geometry["fov"])
     report_rng = np.random.default_rng([seed, index, 2])  # own stream: wording is stable
@@ -194,4 +196,5 @@ def generate_case(synth: dict[str, Any], seed: int, index: int) -> PhantomCase:
         report=compose_report(sentences),
         female=anat.female,
         noise_hu=noise,
+        dropped=sorted(sampled - {f.label for f in findings}),
     )

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from ctrg.anatomy import CTRATE_LABELS
 from ctrg.data.phantom_case import PhantomCase, generate_case
 from ctrg.data.phantom_io import stored_affine, to_stored, write_dicom_series, write_nifti
-from ctrg.runtime import atomic_write_csv, write_stage_summary
+from ctrg.runtime import atomic_write_csv, setup_logging, write_stage_summary
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def _case_record(case: PhantomCase, paths: dict[str, str]) -> dict[str, Any]:
         "labels": case.labels,
         "findings": [f.row(case.case_id) for f in case.findings],
         "sentences": case.sentences,
+        "dropped": case.dropped,
         "geometry": {
             "case_id": case.case_id,
             "shape": "x".join(map(str, case.grid.shape)),
@@ -119,7 +120,8 @@ def generate_dataset(payload: dict[str, Any], out: Path, threads: int) -> dict[s
     if threads <= 1:
         records = [_work(job) for job in tqdm(jobs, desc="synth", unit="case")]
     else:
-        with multiprocessing.get_context("spawn").Pool(threads) as pool:
+        level = logging.getLogger().getEffectiveLevel()
+        with multiprocessing.get_context("spawn").Pool(threads, setup_logging, (level,)) as pool:
             records = list(tqdm(pool.imap(_work, jobs), total=n, desc="synth", unit="case"))
     elapsed = time.perf_counter() - start
     splits = assign_splits(n, synth["splits"], seed)
@@ -210,4 +212,5 @@ def write_tables(records: list[dict[str, Any]], splits: list[str], out: Path) ->
         "split_counts": manifest["split"].value_counts().to_dict(),
         "normal_fraction": float((labels[list(CTRATE_LABELS)].sum(axis=1) == 0).mean()),
         "mean_labels_per_case": float(labels[list(CTRATE_LABELS)].sum(axis=1).mean()),
+        "dropped_invisible_findings": sum(len(r["dropped"]) for r in records),
     }

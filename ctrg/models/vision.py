@@ -25,11 +25,14 @@ class PatchEmbed3d(nn.Module):
     The patch vector is flattened in (channel, depth, height, width) order.
     """
 
-    def __init__(self, channels: int, patch_shape: tuple[int, int, int], dim: int) -> None:
+    def __init__(
+        self, channels: int, patch_shape: tuple[int, int, int], dim: int, norm_input: bool = True
+    ) -> None:
         super().__init__()
         self.patch_shape = tuple(patch_shape)
         size = channels * patch_shape[0] * patch_shape[1] * patch_shape[2]
-        self.norm_in = nn.LayerNorm(size)
+        # CT-CLIP normalises each raw patch; that also removes its mean intensity (HU level)
+        self.norm_in = nn.LayerNorm(size) if norm_input else nn.Identity()
         self.proj = nn.Linear(size, dim)
         self.norm_out = nn.LayerNorm(dim)
 
@@ -166,7 +169,8 @@ class VisionEncoder(nn.Module):
         patch_shape: (pt, ph, pw) patch size; must divide ``volume_shape``.
         dim: token width. heads, dim_head: attention heads. spatial_depth, temporal_depth:
         layers of each transformer. ff_mult: feed-forward width factor. channels: input
-        channels. peg_causal: CT-CLIP's one-sided depth padding in the PEG.
+        channels. peg_causal: CT-CLIP's one-sided depth padding in the PEG. patch_norm:
+        CT-CLIP's LayerNorm over each raw patch (needed to load CT-CLIP weights).
     """
 
     def __init__(
@@ -181,6 +185,7 @@ class VisionEncoder(nn.Module):
         ff_mult: float = 4.0,
         channels: int = 1,
         peg_causal: bool = True,
+        patch_norm: bool = True,
     ) -> None:
         super().__init__()
         if any(v % p for v, p in zip(volume_shape, patch_shape)):
@@ -188,7 +193,7 @@ class VisionEncoder(nn.Module):
                 f"volume_shape {volume_shape} not divisible by patch_shape {patch_shape}"
             )
         self.grid = tuple(v // p for v, p in zip(volume_shape, patch_shape))
-        self.patch_embed = PatchEmbed3d(channels, patch_shape, dim)
+        self.patch_embed = PatchEmbed3d(channels, patch_shape, dim, patch_norm)
         self.spatial_bias = SpatialPositionBias(dim, heads)
         self.spatial = TransformerStack(dim, spatial_depth, heads, dim_head, ff_mult, peg_causal)
         self.temporal = TransformerStack(dim, temporal_depth, heads, dim_head, ff_mult, peg_causal)
