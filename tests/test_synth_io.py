@@ -166,3 +166,22 @@ def test_dicom_series_round_trips_to_hu(tmp_path):
     assert np.allclose(
         [float(v) for v in first.ImagePositionPatient], [-corner[0], -corner[1], corner[2]]
     )
+
+
+def test_a_failing_case_is_reported_and_skipped(tmp_path, monkeypatch):
+    import ctrg.data.synth as synth_module
+
+    real = synth_module.generate_case
+
+    def flaky(synth, seed, index):
+        if index == 1:
+            raise RuntimeError("broken on purpose")
+        return real(synth, seed, index)
+
+    monkeypatch.setattr(synth_module, "generate_case", flaky)
+    out = tmp_path / "flaky"
+    assert main([*TINY, "--out", str(out)]) == 1
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert list(manifest.case_id) == ["phantom_0000", "phantom_0002", "phantom_0003"]
+    summary = pd.read_json(out / "summary.json", typ="series")
+    assert "broken on purpose" in summary["failed"]["phantom_0001"]

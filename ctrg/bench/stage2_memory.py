@@ -10,6 +10,10 @@ AdamW update) over ``--repeats`` steps after one warm-up step, and the peak memo
 during one step above what was allocated before it (CUDA: ``torch.cuda.max_memory_allocated``;
 CPU: the running sum of the profiler's allocation/free events, i.e. tensors only, without
 allocator caching). Printed as a table with ratios to the selected setting.
+
+``--attention math`` forces PyTorch's unfused attention (the L x T probability matrices are
+materialised, as in eager Hugging Face attention or with attention dropout); the default
+``auto`` lets PyTorch pick its fused kernel, as the decoder does in training.
 """
 
 from __future__ import annotations
@@ -104,6 +108,15 @@ def measure(
     }
 
 
+def _attention_backend(kind: str) -> Any:
+    """Context that forces the unfused attention for ``math`` (no-op for ``auto``)."""
+    from contextlib import nullcontext
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(SDPBackend.MATH) if kind == "math" else nullcontext()
+
+
 def print_table(rows: list[dict[str, Any]], header: str) -> None:
     """The benchmark's printed output (ratios against the first row)."""
     base = rows[0]
@@ -141,6 +154,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--vocab-size", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    parser.add_argument(
+        "--attention",
+        choices=["auto", "math"],
+        default="auto",
+        help="attention kernel: PyTorch's choice (fused) or unfused math",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args(argv)
@@ -157,8 +176,9 @@ def main(argv: list[str]) -> int:
         max_length=args.report_tokens,
         **section["decoder"],
     )
-    rows = [measure("selected", 0, args, cfg, device)]
-    rows += [measure("all", n, args, cfg, device) for n in args.patches]
+    with _attention_backend(args.attention):
+        rows = [measure("selected", 0, args, cfg, device)]
+        rows += [measure("all", n, args, cfg, device) for n in args.patches]
     header = (
         f"stage-2 step, decoder {cfg.num_layers}x{cfg.d_model} (heads {cfg.num_heads}, "
         f"ff {cfg.ff_dim}), batch {args.batch_size}, {args.report_tokens} report tokens, "

@@ -5,7 +5,7 @@ Reads ``ctrate-region-texts/dev.csv`` (parser) and ``ctrate-labelled-reports/tra
 ``../shared/data`` beside the repository); skips with a message when they are absent.
 With ``--phantom DIR`` it also scores the labeller on a phantom set's ``labels.csv``.
 Prints tables; asserts nothing. Labeller errors (``--errors``) are shown for folds 1-4
-only: fold 0 stays held out.
+only: fold 0 stays held out; ``--tuning-only`` hides every fold-0 number too.
 """
 
 from __future__ import annotations
@@ -84,8 +84,17 @@ def _print_label_table(title: str, truth: pd.DataFrame, pred: pd.DataFrame) -> t
     return micro, macro
 
 
-def bench_labeller(path: Path, show_errors: int) -> None:
-    """Held-out fold 0, tuning folds 1-4, and per-fold (cross-validation) F1."""
+def bench_labeller(
+    path: Path, show_errors: int, tuning_only: bool = False, error_label: str | None = None
+) -> None:
+    """Held-out fold 0, tuning folds 1-4, and per-fold (cross-validation) F1.
+
+    Args:
+        path: ``ctrate-labelled-reports/train.csv``.
+        show_errors: print this many labelling errors (folds 1-4 only, never fold 0).
+        tuning_only: print nothing about fold 0 (for use while rules are being tuned).
+        error_label: only print errors of this label.
+    """
     frame = pd.read_csv(path)
     labeller = Labeller()
     started = time.perf_counter()
@@ -97,21 +106,24 @@ def bench_labeller(path: Path, show_errors: int) -> None:
     )
     folds = frame["AccessionNo"].map(fold_of)
     held = folds == 0
-    _print_label_table("fold 0 (held out, never looked at)", frame[held], pred[held])
+    if not tuning_only:
+        _print_label_table("fold 0 (held out, never looked at)", frame[held], pred[held])
     _print_label_table("folds 1-4 (rules tuned on these)", frame[~held], pred[~held])
     print(f"\n{'fold':<6}{'n':>5}{'micro':>8}{'macro':>8}")
-    micros, macros = [], []
-    for k in range(N_FOLDS):
+    micros, macros, n_scored = [], [], 0
+    for k in range(1 if tuning_only else 0, N_FOLDS):
         mask = folds == k
+        n_scored += int(mask.sum())
         micro, macro, _ = f1_scores(label_counts(frame[mask], pred[mask], CTRATE_LABELS))
         micros.append(micro)
         macros.append(macro)
         print(f"{k:<6}{int(mask.sum()):>5}{micro:>8.4f}{macro:>8.4f}")
-    mean_micro, mean_macro = sum(micros) / N_FOLDS, sum(macros) / N_FOLDS
-    print(f"{'mean':<6}{len(frame):>5}{mean_micro:>8.4f}{mean_macro:>8.4f}")
+    mean_micro, mean_macro = sum(micros) / len(micros), sum(macros) / len(macros)
+    print(f"{'mean':<6}{n_scored:>5}{mean_micro:>8.4f}{mean_macro:>8.4f}")
     shown = 0
-    for i in frame.index[~held]:
-        for label in CTRATE_LABELS:
+    labels = [error_label] if error_label else CTRATE_LABELS
+    for i in frame.index[~held]:  # fold 0 errors are never shown
+        for label in labels:
             if shown < show_errors and int(frame.at[i, label]) != int(pred.at[i, label]):
                 kind = "FN" if int(frame.at[i, label]) else "FP"
                 print(f"  {kind} {label} {frame.at[i, 'AccessionNo']}")
@@ -159,6 +171,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--which", choices=["parser", "labeller", "both"], default="both")
     parser.add_argument("--structure-set", default="chest")
     parser.add_argument("--errors", type=int, default=0, help="print this many errors")
+    parser.add_argument("--error-label", default=None, help="only print errors of this label")
+    parser.add_argument(
+        "--tuning-only",
+        action="store_true",
+        help="print no fold-0 numbers (use while tuning rules; fold 0 stays held out)",
+    )
     parser.add_argument("--phantom", type=Path, default=None, help="phantom folder to score")
     args = parser.parse_args(argv)
     data = args.data or default_data_dir()
@@ -171,7 +189,7 @@ def main(argv: list[str]) -> int:
             print(f"SKIP parser benchmark: {region} not found (set --data or CTRG_SHARED_DATA)")
     if args.which in ("labeller", "both"):
         if labelled.is_file():
-            bench_labeller(labelled, args.errors)
+            bench_labeller(labelled, args.errors, args.tuning_only, args.error_label)
         else:
             print(f"SKIP labeller benchmark: {labelled} not found (set --data/CTRG_SHARED_DATA)")
     if args.phantom is not None:
