@@ -121,3 +121,72 @@ def test_load_labeller_hook():
         load_labeller("no_such_module_xyz:make")
     with pytest.raises(ValueError, match="label_many"):
         load_labeller("collections:OrderedDict")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # "thickness increase(s)" / "increase in thickness" = thickening (translated reports)
+        (
+            "Interlobular-intralobular septal thickness increases are seen in the right lung.",
+            {"Interlobular septal thickening"},
+        ),
+        (
+            "Interlobar septal thickness increase in the left lower lobe.",
+            {"Interlobular septal thickening"},
+        ),
+        (
+            "An increase in thickness is observed in the peribronchial sheath.",
+            {"Peribronchial thickening"},
+        ),
+        # hypothetical ("to be evaluated for X") is not an observation
+        ("Clinical correlation in terms of infiltration is recommended.", set()),
+        ("The lesion was primarily evaluated for consolidation.", set()),
+        # "loss of" negates only what directly follows it
+        ("Loss of consolidation is observed in this examination.", set()),
+        (
+            "Slight loss of aeration in the left lower lobe, position-dependent atelectasis.",
+            {"Atelectasis"},
+        ),
+        # a question inside a worded parenthetical covers only that parenthetical
+        ("Enlarged lymph nodes are seen in the mediastinum (metastasis?).", {"Lymphadenopathy"}),
+        ("A soft tissue lesion is seen in the mediastinum (lymph node?).", set()),
+        ("Mediastinal lymph node (?).", set()),
+        # not assessable is not present
+        ("Other nodules cannot be evaluated due to motion artifact.", set()),
+    ],
+)
+def test_general_rules(labeller, text, expected):
+    assert positives(labeller, text) == expected
+
+
+def test_hypothetical_mention_is_kept_but_not_affirmed(labeller):
+    (m,) = labeller.findings("Correlation in terms of infiltration is recommended.")
+    assert (m.label, m.negated, m.hypothetical) == ("Lung opacity", False, True)
+
+
+def test_bench_tuning_only_never_shows_fold_zero(tmp_path, capsys):
+    from ctrg.bench.text import main
+    from ctrg.text.evaluation import fold_of
+
+    ids = [f"case_{i}" for i in range(40)]
+    assert {fold_of(i) for i in ids} == set(range(5))
+    rows = []
+    for i, case in enumerate(ids):
+        row = dict.fromkeys(CTRATE_LABELS, 0)
+        row["Lung nodule"] = 1  # the text never says so: every case is a nodule FN
+        rows.append({"AccessionNo": case, "report_text": "Cardiomegaly." if i % 2 else "", **row})
+    folder = tmp_path / "ctrate-labelled-reports"
+    folder.mkdir()
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
+    args = ["--which", "labeller", "--data", str(tmp_path), "--errors", "100"]
+    assert main([*args, "--tuning-only", "--error-label", "Lung nodule"]) == 0
+    out = capsys.readouterr().out
+    assert "fold 0" not in out and "\n0 " not in out
+    shown = [line.split()[-1] for line in out.splitlines() if line.startswith("  FN ")]
+    assert len(shown) == sum(fold_of(i) != 0 for i in ids)
+    assert all(fold_of(case) != 0 for case in shown)
+    assert main(args) == 0
+    assert "fold 0 (held out" in capsys.readouterr().out

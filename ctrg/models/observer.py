@@ -41,7 +41,7 @@ class ObserverConfig:
     temporal_depth: int = 2  # paper 4
     ff_mult: float = 4.0
     peg_causal: bool = True
-    patch_norm: bool = True  # CT-CLIP's LayerNorm over each raw patch (drops its mean HU)
+    patch_norm: bool = False  # True = CT-CLIP's LayerNorm over each raw patch (drops its mean HU)
     query_dim: int = 128  # width of queries and co-attention (paper 768)
     query_heads: int = 4
     coattention_layers: int = 2

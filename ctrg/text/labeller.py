@@ -49,6 +49,8 @@ class Mention:
         uncertain: an uncertainty cue covers it.
         side: ``right``/``left``/``bilateral`` or ``""`` when not stated in the clause.
         lobe: e.g. ``"upper lobe"``, ``""`` when not stated.
+        hypothetical: the mention is what something is to be evaluated for ("correlation in
+            terms of infiltration", "evaluated for pneumonia"), not an observation.
     """
 
     label: str
@@ -58,6 +60,7 @@ class Mention:
     uncertain: bool
     side: str
     lobe: str
+    hypothetical: bool = False
 
 
 def _compile(patterns: list[str], where: str, whole_words: bool = False) -> re.Pattern | None:
@@ -78,9 +81,11 @@ class _Rules:
     veto: dict[str, re.Pattern | None]
     not_negation: dict[str, re.Pattern | None]
     pre: re.Pattern
+    pre_adjacent: re.Pattern | None
     post: re.Pattern
     affirm: re.Pattern | None
     uncertain: re.Pattern | None
+    hypothetical: re.Pattern | None
     breaks: re.Pattern
     pre_window: int
     uncertain_positive: dict[str, bool]
@@ -123,12 +128,39 @@ def load_rules(name: str = "label_rules.yaml") -> _Rules:
         veto=veto,
         not_negation=not_negation,
         pre=_compile(neg.get("pre") or ["(?!)"], "negation.pre", whole_words=True),
+        pre_adjacent=_adjacent(neg.get("pre_adjacent") or [], "negation.pre_adjacent"),
         post=_compile(neg.get("post") or ["(?!)"], "negation.post", whole_words=True),
         affirm=_compile(neg.get("affirm") or [], "negation.affirm"),
         uncertain=_compile(data.get("uncertainty") or [], "uncertainty"),
+        hypothetical=_adjacent(data.get("hypothetical") or [], "hypothetical", max_words=2),
         breaks=re.compile("|".join(data.get("clause_breaks") or ["(?!)"]), re.IGNORECASE),
         pre_window=int(neg.get("pre_window_chars", 10_000)),
         uncertain_positive=uncertain_positive,
+    )
+
+
+def _adjacent(patterns: list[str], where: str, max_words: int = 1) -> re.Pattern | None:
+    """Cues that reach only a mention right after them (at most ``max_words`` words between):
+    the pattern is anchored to the end of the text before the mention."""
+    if not patterns:
+        return None
+    body = "|".join(f"(?:{p})" for p in patterns)
+    try:
+        return re.compile(
+            r"\b(?:" + body + r")\s+(?:[\w-]+\s+){0," + str(max_words) + "}$", re.IGNORECASE
+        )
+    except re.error as err:
+        raise ValueError(f"label_rules.yaml: {where}: invalid regex: {err}") from None
+
+
+_PAREN = re.compile(r"\([^()]*\)")
+_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def _outside_parentheses(clause: str) -> str:
+    """The clause with worded parentheticals blanked ("(metastasis?)"; "(?)" is kept)."""
+    return _PAREN.sub(
+        lambda m: " " * len(m.group(0)) if _WORD.search(m.group(0)) else m.group(0), clause
     )
 
 
@@ -170,7 +202,7 @@ class Labeller:
         return found
 
     def _affirmed(self, mention: Mention) -> bool:
-        if mention.negated:
+        if mention.negated or mention.hypothetical:
             return False
         return self.rules.uncertain_positive[mention.label] or not mention.uncertain
 
@@ -185,7 +217,10 @@ class Labeller:
     def _clause_mentions(self, sentence: str, clause: str) -> list[Mention]:
         rules = self.rules
         out = []
-        uncertain = bool(rules.uncertain and rules.uncertain.search(clause))
+        # an uncertainty cue inside a worded parenthetical ("nodes (metastasis?)") covers only
+        # the mentions inside it
+        outside = _outside_parentheses(clause)
+        uncertain_outside = bool(rules.uncertain and rules.uncertain.search(outside))
         side_match = _SIDE.search(clause)
         side = side_match.group(1).lower() if side_match else ""
         side = "bilateral" if side == "both" else side
@@ -200,8 +235,31 @@ class Labeller:
                 negated = bool(rules.pre.search(before)) or self._post_negated(
                     label, clause[match.end() :]
                 )
-                out.append(Mention(label, sentence, match.group(0), negated, uncertain, side, lobe))
+                adjacent = rules.pre_adjacent
+                negated = negated or bool(adjacent and adjacent.search(before))
+                hypothetical = bool(rules.hypothetical and rules.hypothetical.search(before))
+                uncertain = self._uncertain(clause, outside, match, uncertain_outside)
+                out.append(
+                    Mention(
+                        label,
+                        sentence,
+                        match.group(0),
+                        negated,
+                        uncertain,
+                        side,
+                        lobe,
+                        hypothetical,
+                    )
+                )
         return out
+
+    def _uncertain(self, clause: str, outside: str, match: re.Match, default: bool) -> bool:
+        """Uncertainty of a mention: its own parenthetical's cues when inside one."""
+        if outside[match.start() : match.end()].strip() or self.rules.uncertain is None:
+            return default
+        start = clause.rfind("(", 0, match.start())
+        end = clause.find(")", match.end())
+        return bool(self.rules.uncertain.search(clause[start : end + 1]))
 
     def _matches(self, label: str, clause: str) -> list[re.Match]:
         """Plain mentions, plus contextual ones whose required context is in the clause."""
