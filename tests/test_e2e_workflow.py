@@ -14,7 +14,7 @@ import yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-TINY_CONFIG = Path(__file__).parent / "tiny_config.yaml"
+TINY_CONFIG = Path(__file__).parent / "cluster" / "tiny_config.yaml"
 
 
 def snakemake(repo: Path, workdir: Path, *args: str, configfile: Path = TINY_CONFIG) -> str:

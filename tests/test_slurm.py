@@ -77,6 +77,7 @@ class Run:
     output: str
     jobs: dict[str, str] = field(default_factory=dict)  # SLURM job id -> rule (from the log)
     cancelled: list[str] = field(default_factory=list)
+    records: dict[str, dict[str, str]] = field(default_factory=dict)  # scontrol, right after
 
     @property
     def rules(self) -> set[str]:
@@ -152,9 +153,10 @@ def run_slurm(cluster: Cluster, workdir: Path, *args: str, cancel: str | None = 
     jobs = {}
     for job_id, slurm_log in SUBMITTED.findall(output):
         jobs[job_id] = re.search(r"/rule_(\w+?)/", slurm_log).group(1)
+    records = cluster.jobs(sorted(set(jobs) | set(cancelled), key=int))
     log.info("snakemake %s: rc %d in %.0f s", " ".join(args), proc.returncode,
              time.monotonic() - started)  # fmt: skip
-    return Run(proc.returncode, output, jobs, cancelled)
+    return Run(proc.returncode, output, jobs, cancelled, records)
 
 
 def gpu_rules(workdir: Path) -> dict[str, int]:
@@ -197,8 +199,7 @@ def scenario(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory):
     assert local.returncode == 0, f"local run failed:\n{local_output[-5000:]}"
     elapsed = time.monotonic() - started
     runs = {"first": first, "rerun": second, "forcerun": forced}
-    ids = [job for run in runs.values() for job in run.jobs] + first.cancelled
-    records = cluster.jobs(sorted(set(ids), key=int))
+    records = {job: rec for run in runs.values() for job, rec in run.records.items()}
     table = job_table(runs, records, cluster.state)
     (base / "slurm-jobs.txt").write_text(table)
     log.info("workflow scenario took %.0f s; jobs:\n%s", elapsed, table)
@@ -323,3 +324,51 @@ def test_launcher_starts_ranks_inside_slurm_jobs(cluster, tmp_path, name, sbatch
     assert [(r["rank"], r["world"], r["sum"]) for r in ranks] == [(0, 2, 3.0), (1, 2, 3.0)]
     record = cluster.jobs([done.stdout.strip().split(";")[0]])
     assert next(iter(record.values()))["JobState"] == "COMPLETED"
+
+
+REQUEUE_JOB = """#!/bin/bash
+srun -n1 --gpus=1 {python} -m ctrg.launch --nproc 1 -- stage1 --config {cfg} \\
+    --volumes results/volumes/manifest.csv --texts results/reports/structure_texts.csv \\
+    --text-cache results/text_cache/embeddings.safetensors --out {out} --resume auto
+"""
+
+
+def wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+
+
+def test_requeued_training_job_resumes_from_its_checkpoint(cluster, scenario, tmp_path):
+    """`scontrol requeue` (what preemption does) on a running stage-1 job: it restarts and
+    continues from work/checkpoint.pt instead of step 0."""
+    workdir = scenario["slurm"]
+    payload = json.loads((workdir / "results/tiny/configs/stage1.json").read_text())
+    payload["stage1"]["loop"].update(max_steps=40, checkpoint_every=2, eval_every=20)
+    cfg, out = tmp_path / "stage1.json", tmp_path / "stage1"
+    cfg.write_text(json.dumps(payload))
+    script = tmp_path / "requeue.sh"
+    script.write_text(REQUEUE_JOB.format(python=sys.executable, cfg=cfg, out=out))
+    job_log = tmp_path / "job.log"
+    job = subprocess.run(
+        ["sbatch", "--parsable", "--requeue", "--open-mode=append", "--gpus=1", "-c", "2",
+         "--mem=4000", "-o", str(job_log), "--comment", "requeue_stage1", str(script)],
+        capture_output=True, text=True, env=cluster.env, cwd=workdir, check=True,
+    ).stdout.strip()  # fmt: skip
+    wait_for(lambda: (out / "work" / "checkpoint.pt").exists(), 240, "the first checkpoint")
+    subprocess.run(["scontrol", "requeue", job], check=True, env=cluster.env)
+    record = wait_for(
+        lambda: (r := cluster.jobs([job])[job])["JobState"] in ("COMPLETED", "FAILED") and r,
+        300,
+        f"requeued job {job} to finish",
+    )
+    log_text = job_log.read_text()
+    assert record["JobState"] == "COMPLETED" and record["Restarts"] == "1", (record, log_text)
+    assert re.search(r"resumed from \S+checkpoint.pt at step [1-9]\d*", log_text), log_text
+    assert (out / "model.pt").is_file() and (out / "summary.json").is_file()
+    last = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 40

@@ -154,6 +154,15 @@ def test_load_labeller_hook():
         ("Mediastinal lymph node (?).", set()),
         # not assessable is not present
         ("Other nodules cannot be evaluated due to motion artifact.", set()),
+        # plural abbreviation of lymphadenopathy
+        ("Multiple LAPs in the paratracheal and subcarinal stations.", {"Lymphadenopathy"}),
+        # a mass infiltrating a structure is invasion, not an infiltrate
+        ("A large mass infiltrating the chest wall is seen in the left lung.", set()),
+        ("Patchy infiltrates in the right lower lobe.", {"Lung opacity"}),
+        # "ectasia" of the bronchi is bronchiectasis; an air bronchogram is not
+        ("Diffuse ectasia is observed in the bronchial structures.", {"Bronchiectasis"}),
+        ("Mild bronchial ectasias in the middle lobe.", {"Bronchiectasis"}),
+        ("Atelectasis with air bronchograms in the right lower lobe.", {"Atelectasis"}),
     ],
 )
 def test_general_rules(labeller, text, expected):

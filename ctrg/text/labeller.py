@@ -3,10 +3,12 @@
 The rules live in ``ctrg/text/label_rules.yaml``: per label, ``mention`` regexes (synonyms
 and common misspellings of translated reports) and ``veto`` regexes (clause contexts that
 cancel a mention, e.g. "lymph node that did not reach pathological size"); global
-``negation`` cues before (``pre``) and after (``post``) a mention, ``uncertainty`` cues,
-and the ``clause_breaks`` that end a cue's scope. A label is 1 when any sentence has an
-affirmed mention (uncertain mentions count as affirmed unless ``uncertain_positive`` is
-false). :meth:`Labeller.findings` also returns each mention with laterality and lobe.
+``negation`` cues before (``pre``), right before (``pre_adjacent``: "loss of X") and after
+(``post``) a mention, ``uncertainty`` cues (a cue inside a worded parenthetical, as in
+"nodes (metastasis?)", covers only that parenthetical), ``hypothetical`` cues ("correlation
+in terms of X": never affirmed), and the ``clause_breaks`` that end a cue's scope. A
+label is 1 when any sentence has an affirmed mention (uncertain mentions count as affirmed
+unless ``uncertain_positive`` is false). :meth:`Labeller.findings` also returns each mention with laterality and lobe.
 
 A learned labeller (e.g. the CT-CLIP RadBERT classifier) can replace the rules through
 :func:`load_labeller` with ``"module:factory"``: the factory must return an object with
@@ -231,13 +233,7 @@ class Labeller:
             if veto is not None and veto.search(clause):
                 continue
             for match in self._matches(label, clause):
-                before = clause[max(0, match.start() - rules.pre_window) : match.start()]
-                negated = bool(rules.pre.search(before)) or self._post_negated(
-                    label, clause[match.end() :]
-                )
-                adjacent = rules.pre_adjacent
-                negated = negated or bool(adjacent and adjacent.search(before))
-                hypothetical = bool(rules.hypothetical and rules.hypothetical.search(before))
+                negated, hypothetical = self._cues(label, clause, match)
                 uncertain = self._uncertain(clause, outside, match, uncertain_outside)
                 out.append(
                     Mention(
@@ -252,6 +248,17 @@ class Labeller:
                     )
                 )
         return out
+
+    def _cues(self, label: str, clause: str, match: re.Match) -> tuple[bool, bool]:
+        """(negated, hypothetical) of a mention: pre/post/adjacent negation, hypothetical cues."""
+        rules = self.rules
+        before = clause[max(0, match.start() - rules.pre_window) : match.start()]
+        negated = (
+            bool(rules.pre.search(before))
+            or bool(rules.pre_adjacent and rules.pre_adjacent.search(before))
+            or self._post_negated(label, clause[match.end() :])
+        )
+        return negated, bool(rules.hypothetical and rules.hypothetical.search(before))
 
     def _uncertain(self, clause: str, outside: str, match: re.Match, default: bool) -> bool:
         """Uncertainty of a mention: its own parenthetical's cues when inside one."""

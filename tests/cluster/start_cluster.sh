@@ -95,8 +95,8 @@ SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
 GresTypes=gpu
 ReturnToService=2
-# Jobs stay visible to squeue/scontrol for 10 min (the executor polls with squeue).
-MinJobAge=600
+# Finished jobs stay visible to squeue/scontrol for 30 min (the executor polls with squeue).
+MinJobAge=1800
 MailProg=/bin/true
 StateSaveLocation=${STATE}/ctld
 SlurmdSpoolDir=${STATE}/spool
