@@ -63,7 +63,7 @@ def test_every_stage_produced_its_artifacts(finished_run: Path):
         assert summary["provenance"]["versions"]["ctrg"]
         assert (run / stage / "resolved_config.json").is_file()
     assert (run / "features" / "index.csv").is_file()
-    predictions = pd.read_csv(run / "eval" / "predictions.csv")
+    predictions = pd.read_csv(run / "eval" / "predictions.csv", keep_default_na=False)
     phantom = pd.read_csv(finished_run / "results/phantom/manifest.csv")
     assert set(predictions["case_id"]) == set(phantom.loc[phantom["split"] == "test", "case_id"])
     assert predictions["prediction"].str.len().min() > 0

@@ -12,6 +12,9 @@ Every job is then checked in SLURM's own record (``scontrol show job``: comment 
 ``TresPerJob=gres:gpu:N`` for rules with ``gpu`` resources, none for the others) and in
 Snakemake's log lines, and the files produced match a local ``--cores 2`` run of the same
 config. The job table is written to ``<tmp>/slurm-jobs.txt`` and logged.
+
+Also on the cluster: ``ctrg.launch`` inside SLURM jobs (torchrun under ``--gpus=2``; srun over
+a two-task allocation) and a stage-1 job requeued mid-training that resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -348,7 +351,7 @@ def test_requeued_training_job_resumes_from_its_checkpoint(cluster, scenario, tm
     continues from work/checkpoint.pt instead of step 0."""
     workdir = scenario["slurm"]
     payload = json.loads((workdir / "results/tiny/configs/stage1.json").read_text())
-    payload["stage1"]["loop"].update(max_steps=40, checkpoint_every=2, eval_every=20)
+    payload["stage1"]["loop"].update(max_steps=60, checkpoint_every=2, eval_every=30)
     cfg, out = tmp_path / "stage1.json", tmp_path / "stage1"
     cfg.write_text(json.dumps(payload))
     script = tmp_path / "requeue.sh"
@@ -361,6 +364,9 @@ def test_requeued_training_job_resumes_from_its_checkpoint(cluster, scenario, tm
     ).stdout.strip()  # fmt: skip
     wait_for(lambda: (out / "work" / "checkpoint.pt").exists(), 240, "the first checkpoint")
     subprocess.run(["scontrol", "requeue", job], check=True, env=cluster.env)
+    # SLURM holds a requeued batch job for ~2 min (BeginTime); let it start at once.
+    wait_for(lambda: cluster.jobs([job])[job]["JobState"] == "PENDING", 60, "PENDING")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=cluster.env)
     record = wait_for(
         lambda: (r := cluster.jobs([job])[job])["JobState"] in ("COMPLETED", "FAILED") and r,
         300,
@@ -371,4 +377,4 @@ def test_requeued_training_job_resumes_from_its_checkpoint(cluster, scenario, tm
     assert re.search(r"resumed from \S+checkpoint.pt at step [1-9]\d*", log_text), log_text
     assert (out / "model.pt").is_file() and (out / "summary.json").is_file()
     last = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])
-    assert last["step"] == 40
+    assert last["step"] == 60
