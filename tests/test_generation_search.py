@@ -86,8 +86,8 @@ def _exhaustive_best(table: torch.Tensor, max_length: int) -> list[int]:
             if seq[-1] != EOS and length < max_length:
                 continue
             prev, score = BOS, 0.0
-            for token in seq:
-                score += table[prev, token].item()
+            for token in seq:  # BOS and PAD are never generated: renormalise over the rest
+                score += (table[prev, token] - table[prev, tokens].logsumexp(0)).item()
                 prev = token
             if score > best_score:
                 best, best_score = [t for t in seq if t != EOS], score
@@ -145,3 +145,12 @@ def test_invalid_settings_are_refused() -> None:
         GenerationConfig(strategy="sample")
     with pytest.raises(ValueError, match="min_length"):
         GenerationConfig(min_length=10, max_length=5)
+
+
+def test_bos_and_padding_are_never_generated():
+    logits = torch.tensor([[5.0, 4.0, 1.0, 0.0]])  # BOS-like id 0 and pad-like id 1 lead
+    seq = torch.tensor([[0]])
+    cfg = GenerationConfig(min_length=0)
+    out = process_logits(logits, seq, generated=0, eos_id=3, cfg=cfg, never=(0, 1))
+    assert out[0, 0] == float("-inf") and out[0, 1] == float("-inf")
+    assert int(out.argmax()) == 2

@@ -75,6 +75,7 @@ def process_logits(
     generated: int,
     eos_id: int,
     cfg: GenerationConfig,
+    never: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """Apply repetition control and the minimum length; return log-probabilities.
 
@@ -84,11 +85,15 @@ def process_logits(
         generated: tokens generated so far (L - 1).
         eos_id: end-of-sequence id.
         cfg: decoding settings.
+        never: ids that are never generated (BOS, padding): an undertrained model that
+            prefers them would otherwise yield empty reports after they are stripped.
 
     Returns:
         (R, V) log-probabilities with banned tokens at -inf.
     """
     logits = logits.float().clone()
+    if never:
+        logits[:, list(never)] = float("-inf")
     if cfg.repetition_penalty != 1.0 and generated > 0:
         seen = sequences[:, 1:]
         picked = logits.gather(1, seen)
@@ -133,7 +138,7 @@ def greedy_search(
     cache = model.init_cache(state)
     for generated in range(_max_new_tokens(model, cfg)):
         logits, cache = model.step(state, cache, sequences)
-        logprobs = process_logits(logits, sequences, generated, eos_id, cfg)
+        logprobs = process_logits(logits, sequences, generated, eos_id, cfg, (bos_id, pad_id))
         chosen = logprobs.argmax(dim=-1)
         chosen = torch.where(finished, torch.full_like(chosen, pad_id), chosen)
         sequences = torch.cat([sequences, chosen.unsqueeze(1)], dim=1)
@@ -246,7 +251,7 @@ def beam_search(
     done = [False] * batch
     for generated in range(_max_new_tokens(model, cfg)):
         logits, cache = model.step(state, cache, sequences)
-        logprobs = process_logits(logits, sequences, generated, eos_id, cfg)
+        logprobs = process_logits(logits, sequences, generated, eos_id, cfg, (bos_id, pad_id))
         vocab = logprobs.shape[-1]
         totals = (beam_scores.view(-1, 1) + logprobs).view(batch, beams * vocab)
         top_scores, top_ids = totals.topk(2 * beams, dim=1)
