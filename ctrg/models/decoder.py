@@ -113,16 +113,12 @@ class DecoderLayer(nn.Module):
         if new_len == 1:
             attended = F.scaled_dot_product_attention(query, key, value)
         elif new_len == total_len:
-            attended = F.scaled_dot_product_attention(
-                query, key, value, is_causal=True
-            )
+            attended = F.scaled_dot_product_attention(query, key, value, is_causal=True)
         else:  # several new positions after a cache: explicit causal mask with an offset
             offset = total_len - new_len
             mask = torch.ones(new_len, total_len, dtype=torch.bool, device=hidden.device)
             mask = torch.tril(mask, diagonal=offset)
-            attended = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=mask
-            )
+            attended = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
         hidden = hidden + self.drop(self.self_out(_merge_heads(attended)))
         cross_query = _split_heads(self.cross_q(self.norm_cross(hidden)), self.heads)
         crossed = F.scaled_dot_product_attention(cross_query, *memory_kv)
