@@ -33,12 +33,13 @@ from ctrg.features.select import VisualTokens
 from ctrg.models.decoder import load_stage2
 from ctrg.models.generation import GenerationConfig, generate_reports
 from ctrg.runtime import (
+    add_runtime_arguments,
+    apply_runtime_arguments,
     atomic_write_csv,
     atomic_write_json,
     provenance,
     seed_everything,
     select_device,
-    setup_logging,
 )
 
 log = logging.getLogger(__name__)
@@ -220,12 +221,7 @@ def main(argv: list[str]) -> int:
         default=None,
         help="seed of the shuffle (default: the config seed)",
     )
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"
-    )
-    parser.add_argument("--log-level", default="INFO")
+    add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_runtime_arguments(args)
     return run(args)

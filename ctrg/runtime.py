@@ -34,6 +34,23 @@ def setup_logging(level: str | int = "INFO") -> None:
     root.setLevel(level)
 
 
+def add_runtime_arguments(parser: Any) -> None:
+    """Add the ``--threads`` and ``--log-level`` options every model stage takes."""
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"
+    )
+    parser.add_argument("--log-level", default="INFO")
+
+
+def apply_runtime_arguments(args: Any) -> None:
+    """Set up logging and torch's CPU thread count from :func:`add_runtime_arguments` options."""
+    setup_logging(args.log_level)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)

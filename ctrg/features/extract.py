@@ -31,10 +31,11 @@ from ctrg.features.cache import load_frozen, save_case_features
 from ctrg.features.freeze import build_observer
 from ctrg.features.select import attention_scores, select_top_patches
 from ctrg.runtime import (
+    add_runtime_arguments,
+    apply_runtime_arguments,
     atomic_write_csv,
     seed_everything,
     select_device,
-    setup_logging,
     write_stage_summary,
 )
 
@@ -172,14 +173,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shard", default=None, help="shard index (e.g. 000); default: all")
     parser.add_argument("--num-shards", type=int, default=1)
     parser.add_argument("--out", required=True, type=Path, help="output shard folder")
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"
-    )
-    parser.add_argument("--log-level", default="INFO")
+    add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_runtime_arguments(args)
     payload = load_stage_config(args.config, "features")
     section = payload["features"]
     seed_everything(payload["seed"])

@@ -34,11 +34,12 @@ from ctrg.models.decoder import DecoderConfig, ReportDecoder, teacher_forced_los
 from ctrg.models.generation import GenerationConfig, generate_reports
 from ctrg.models.tokenizer import train_tokenizer
 from ctrg.runtime import (
+    add_runtime_arguments,
+    apply_runtime_arguments,
     atomic_path,
     provenance,
     seed_everything,
     select_device,
-    setup_logging,
     sha256_json,
     write_stage_summary,
 )
@@ -347,12 +348,7 @@ def main(argv: list[str]) -> int:
         help="frozen.json: refuse features made by another frozen model",
     )
     parser.add_argument("--max-steps", type=int, default=None, help="override loop.max_steps")
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (0 = torch default)"
-    )
-    parser.add_argument("--log-level", default="INFO")
+    add_runtime_arguments(parser)
     args = parser.parse_args(argv)
-    setup_logging(args.log_level)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_runtime_arguments(args)
     return run(args)
