@@ -90,3 +90,51 @@ def test_state_dict_round_trip_keeps_the_bank():
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="diversity or fifo"):
         StructureQueue(1, 2, 2, kind="lifo")
+
+
+def test_queue_entries_equal_to_a_batch_text_are_found_per_structure():
+    from ctrg.train.stage1 import batch_duplicates
+
+    # batch of 1 case, 2 structures, 2-d features: s0 text (1, 0), s1 text (0, 3)
+    batch = torch.tensor([[[1.0, 0.0], [0.0, 3.0]]])
+    queue = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
+    structures = torch.tensor([0, 0, 1, 1])
+    # entry 0 = s0's text (scaled); entry 1 equals s1's text but sits in s0's bank; entry 2
+    # = s1's text; entry 3 differs
+    assert batch_duplicates(queue, structures, batch).tolist() == [True, False, True, False]
+
+
+def test_skip_batch_texts_removes_the_own_text_from_the_keys():
+    from ctrg.losses import LossConfig
+    from ctrg.models.observer import ObserverConfig, StructureObserver
+    from ctrg.train.stage1 import Stage1Model
+
+    config = ObserverConfig(
+        volume_shape=(8, 16, 16),
+        patch_shape=(4, 8, 8),
+        vision_dim=16,
+        vision_heads=2,
+        vision_dim_head=8,
+        spatial_depth=1,
+        temporal_depth=1,
+        query_dim=16,
+        query_heads=2,
+        embed_dim=8,
+        text_dim=4,
+        num_structures=2,
+    )
+    torch.manual_seed(0)
+    volume, texts = torch.randn(2, 1, 8, 16, 16), torch.randn(2, 2, 4)
+    losses = {}
+    for skip in (False, True):
+        torch.manual_seed(1)
+        model = Stage1Model(StructureObserver(config), LossConfig(), "fifo", 4, skip)
+        model.queue.update(texts.reshape(-1, 4), torch.tensor([0, 1, 0, 1]), gather=False)
+        model.eval()  # no queue update inside forward
+        losses[skip] = model(volume, texts, torch.zeros(2, 4))[0]
+    # with the batch's own texts also in the queue the positives compete with copies of
+    # themselves; skipping them leaves only the in-batch keys, i.e. the no-queue loss
+    torch.manual_seed(1)
+    plain = Stage1Model(StructureObserver(config), LossConfig(), "none", 4).eval()
+    assert torch.allclose(losses[True], plain(volume, texts, torch.zeros(2, 4))[0])
+    assert not torch.allclose(losses[False], losses[True])

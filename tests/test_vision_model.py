@@ -221,3 +221,48 @@ def test_without_patch_norm_the_patch_mean_survives_and_ctclip_refuses(tmp_path)
     torch.save(ctclip_state(), path)
     with pytest.raises(ValueError, match="unknown"):
         load_ctclip_visual(plain, path)
+
+
+def test_conv_stem_keeps_the_token_grid(tmp_path):
+    linear = VisionEncoder((16, 32, 32), (4, 8, 8), 32, 2, 16, 1, 1, stem="linear")
+    conv = VisionEncoder((16, 32, 32), (4, 8, 8), 32, 2, 16, 1, 1, stem="conv")
+    volume = torch.randn(2, 1, 16, 32, 32)
+    assert conv(volume).shape == linear(volume).shape == (2, 64, 32)
+    assert conv.patch_embed(volume).shape == (2, 4, 4, 4, 32)  # (B, t, h, w, dim)
+    strides = [m.stride for m in conv.patch_embed.stem if isinstance(m, torch.nn.Conv3d)]
+    # (4, 8, 8) = 2*2 x 2*2*2: two halvings of all axes, one of height/width, then 1x1x1
+    assert strides == [(2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 1, 1)]
+    conv(volume).sum().backward()
+    assert conv.patch_embed.stem[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="stem"):
+        VisionEncoder((16, 32, 32), (4, 8, 8), 32, 2, 16, 1, 1, stem="deep")
+    path = tmp_path / "ctclip.pt"
+    torch.save(ctclip_state(), path)
+    with pytest.raises(ValueError, match="unknown"):
+        load_ctclip_visual(conv, path)
+
+
+def test_text_centering_removes_the_training_mean_direction():
+    observer = StructureObserver(ObserverConfig(**SMALL, text_centering=True))
+    common = torch.randn(16)
+    train = common + 0.05 * torch.randn(6, 10, 16)  # nearly parallel texts per structure
+    raw = StructureObserver(ObserverConfig(**SMALL)).encode_text(train)
+    # before centring: near-identical projected texts
+    assert float(torch.einsum("se,se->s", raw[0], raw[1]).mean().detach()) > 0.9
+    observer.set_text_center(train)
+    unit = torch.nn.functional.normalize(train, dim=-1)
+    assert torch.allclose(observer.text_center, unit.mean(0), atol=1e-6)
+    centred = observer.encode_text(train)
+    expected = torch.nn.functional.normalize(observer.text_proj(unit - unit.mean(0)), dim=-1)
+    assert torch.allclose(centred, expected, atol=1e-5)
+    # queue keys (K, H) with structure ids use their own structure's mean
+    ids = torch.tensor([3, 7])
+    keys = observer.encode_text(train[0, [3, 7]], ids)
+    assert torch.allclose(keys, centred[0, [3, 7]], atol=1e-5)
+    # the centre is a buffer: saved and restored with the state dict
+    clone = StructureObserver(ObserverConfig(**SMALL, text_centering=True))
+    clone.load_state_dict(observer.state_dict())
+    assert torch.equal(clone.text_center, observer.text_center)
+    off = StructureObserver(ObserverConfig(**SMALL, text_centering=False))
+    off.set_text_center(train)
+    assert off.text_center is None and "text_center" not in off.state_dict()

@@ -42,6 +42,7 @@ class ObserverConfig:
     ff_mult: float = 4.0
     peg_causal: bool = True
     patch_norm: bool = False  # True = CT-CLIP's LayerNorm over each raw patch (drops its mean HU)
+    stem: str = "linear"  # linear (CT-CLIP patch projection) | conv (convolutional stem)
     query_dim: int = 128  # width of queries and co-attention (paper 768)
     query_heads: int = 4
     coattention_layers: int = 2
@@ -49,6 +50,7 @@ class ObserverConfig:
     num_structures: int = len(CHEST_STRUCTURES)
     embed_dim: int = 256  # shared image-text space (paper 512)
     text_dim: int = 384  # frozen text encoder width (MiniLM 384)
+    text_centering: bool = False  # subtract the per-query mean frozen text feature (train split)
 
     @property
     def num_queries(self) -> int:
@@ -95,6 +97,7 @@ class StructureObserver(nn.Module):
             config.channels,
             config.peg_causal,
             config.patch_norm,
+            config.stem,
         )
         self.to_query_dim = nn.Linear(config.vision_dim, config.query_dim)
         self.queries = StructureQueries(
@@ -102,6 +105,9 @@ class StructureObserver(nn.Module):
         )
         self.observation_proj = nn.Linear(config.query_dim, config.embed_dim, bias=False)
         self.text_proj = nn.Linear(config.text_dim, config.embed_dim, bias=False)
+        # per-query mean unit text feature (num_queries, text_dim); None = no centring
+        center = torch.zeros(config.num_queries, config.text_dim) if config.text_centering else None
+        self.register_buffer("text_center", center)
 
     @property
     def patch_grid(self) -> tuple[int, int, int]:
@@ -118,11 +124,37 @@ class StructureObserver(nn.Module):
         embeddings = F.normalize(self.observation_proj(observation_tokens).float(), dim=-1)
         return VisualOutput(observation_tokens, patch_tokens, attention, embeddings)
 
-    def encode_text(self, text_features: torch.Tensor) -> torch.Tensor:
-        """Frozen-encoder features (..., text_dim) -> L2-normalised (..., embed_dim)."""
-        return F.normalize(
-            self.text_proj(text_features.to(self.text_proj.weight.dtype)).float(), dim=-1
-        )
+    def set_text_center(self, features: torch.Tensor) -> None:
+        """Store the mean unit-normalised training text feature per query, if enabled.
+
+        Frozen sentence embeddings share a large common direction (mean pairwise cosine
+        0.85-0.91 within a structure on the phantom); centring removes it so the projected
+        texts of different cases are not near-identical at the start of training.
+
+        Args:
+            features: (N, S, text_dim) frozen features of the training cases.
+        """
+        if self.text_center is not None:
+            unit = F.normalize(features.float(), dim=-1)
+            self.text_center.copy_(unit.mean(dim=0).to(self.text_center))
+
+    def encode_text(
+        self, text_features: torch.Tensor, structures: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Frozen-encoder features -> L2-normalised, centred, projected, L2-normalised.
+
+        Args:
+            text_features: (..., S, text_dim) in query order, or (K, text_dim) with
+                ``structures`` (K,) giving each row's query index (queue keys).
+
+        Returns:
+            (..., S, embed_dim) or (K, embed_dim), L2-normalised.
+        """
+        features = text_features.to(self.text_proj.weight.dtype)
+        if self.text_center is not None:
+            center = self.text_center if structures is None else self.text_center[structures]
+            features = F.normalize(features.float(), dim=-1) - center
+        return F.normalize(self.text_proj(features.to(self.text_proj.weight.dtype)).float(), dim=-1)
 
 
 def load_stage1(path: str | Path, device: torch.device | str = "cpu") -> StructureObserver:

@@ -52,6 +52,44 @@ class PatchEmbed3d(nn.Module):
         return self.norm_out(self.proj(self.norm_in(self.patchify(volume))))
 
 
+class ConvPatchEmbed3d(nn.Module):
+    """Convolutional stem: stride-2 3x3x3 convolutions, then a final patch-sized one.
+
+    Each axis is halved (kernel 3, padding 1, GroupNorm, GELU) while the remaining patch
+    factor along it is even; a last convolution with kernel = stride = the remaining factor
+    yields one token per patch, so the token grid equals :class:`PatchEmbed3d`'s. Widths
+    start at ``dim // 8`` and double per stage (capped at ``dim``). Overlapping small
+    kernels give the locality prior that plain patch projections lack on small data.
+    """
+
+    def __init__(self, channels: int, patch_shape: tuple[int, int, int], dim: int) -> None:
+        super().__init__()
+        self.patch_shape = tuple(patch_shape)
+        remaining, layers, width, in_ch = list(patch_shape), [], max(dim // 8, 8), channels
+        while any(r % 2 == 0 for r in remaining):
+            stride = tuple(2 if r % 2 == 0 else 1 for r in remaining)
+            remaining = [r // st for r, st in zip(remaining, stride)]
+            layers += [
+                nn.Conv3d(in_ch, width, 3, stride, 1),
+                nn.GroupNorm(min(8, width), width),
+                nn.GELU(),
+            ]
+            in_ch, width = width, min(width * 2, dim)
+        layers.append(nn.Conv3d(in_ch, dim, tuple(remaining), tuple(remaining)))
+        self.stem = nn.Sequential(*layers)
+        self.norm_out = nn.LayerNorm(dim)
+
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) -> (B, t, h, w, dim)."""
+        d, h, w = volume.shape[2:]
+        pt, ph, pw = self.patch_shape
+        if d % pt or h % ph or w % pw:
+            raise ValueError(
+                f"volume {tuple(volume.shape)} not divisible by patch {self.patch_shape}"
+            )
+        return self.norm_out(self.stem(volume).permute(0, 2, 3, 4, 1))
+
+
 class PositionGenerator(nn.Module):
     """Depthwise 3x3x3 convolution over the token grid (PEG); causal pads depth on one side."""
 
@@ -170,7 +208,8 @@ class VisionEncoder(nn.Module):
         dim: token width. heads, dim_head: attention heads. spatial_depth, temporal_depth:
         layers of each transformer. ff_mult: feed-forward width factor. channels: input
         channels. peg_causal: CT-CLIP's one-sided depth padding in the PEG. patch_norm:
-        CT-CLIP's LayerNorm over each raw patch (needed to load CT-CLIP weights).
+        CT-CLIP's LayerNorm over each raw patch (needed to load CT-CLIP weights). stem:
+        "linear" (CT-CLIP's patch projection) or "conv" (:class:`ConvPatchEmbed3d`).
     """
 
     def __init__(
@@ -186,6 +225,7 @@ class VisionEncoder(nn.Module):
         channels: int = 1,
         peg_causal: bool = True,
         patch_norm: bool = True,
+        stem: str = "linear",
     ) -> None:
         super().__init__()
         if any(v % p for v, p in zip(volume_shape, patch_shape)):
@@ -193,7 +233,12 @@ class VisionEncoder(nn.Module):
                 f"volume_shape {volume_shape} not divisible by patch_shape {patch_shape}"
             )
         self.grid = tuple(v // p for v, p in zip(volume_shape, patch_shape))
-        self.patch_embed = PatchEmbed3d(channels, patch_shape, dim, patch_norm)
+        if stem == "linear":
+            self.patch_embed: nn.Module = PatchEmbed3d(channels, patch_shape, dim, patch_norm)
+        elif stem == "conv":
+            self.patch_embed = ConvPatchEmbed3d(channels, patch_shape, dim)
+        else:
+            raise ValueError(f"stem must be linear or conv, got {stem!r}")
         self.spatial_bias = SpatialPositionBias(dim, heads)
         self.spatial = TransformerStack(dim, spatial_depth, heads, dim_head, ff_mult, peg_causal)
         self.temporal = TransformerStack(dim, temporal_depth, heads, dim_head, ff_mult, peg_causal)

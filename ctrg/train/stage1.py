@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ctrg.anatomy import CHEST_STRUCTURES
@@ -45,6 +46,9 @@ class Stage1Model(nn.Module):
     Args:
         observer: the model being trained. loss: loss settings.
         queue_kind: diversity | fifo | none. queue_size: slots per structure.
+        skip_batch_texts: leave out queue entries identical to a text of the current batch
+            (with fewer training cases than slots the queue holds every case's own text,
+            which would otherwise be a negative for its own image).
     """
 
     def __init__(
@@ -53,9 +57,11 @@ class Stage1Model(nn.Module):
         loss: LossConfig,
         queue_kind: str = "diversity",
         queue_size: int = 256,
+        skip_batch_texts: bool = False,
     ) -> None:
         super().__init__()
         self.observer, self.loss_config = observer, loss
+        self.skip_batch_texts = skip_batch_texts
         cfg = observer.config
         self.queue = None
         if queue_kind != "none":
@@ -88,7 +94,10 @@ class Stage1Model(nn.Module):
         queue_keys = queue_structures = None
         if self.queue is not None:
             raw, queue_structures = self.queue.keys()
-            queue_keys = self.observer.encode_text(raw) if len(raw) else None
+            if self.skip_batch_texts and len(raw):
+                keep = ~batch_duplicates(raw, queue_structures, all_features)
+                raw, queue_structures = raw[keep], queue_structures[keep]
+            queue_keys = self.observer.encode_text(raw, queue_structures) if len(raw) else None
         loss, metrics = structure_contrastive_loss(
             image, texts, self.loss_config, queue_keys, queue_structures, offset
         )
@@ -98,6 +107,23 @@ class Stage1Model(nn.Module):
             self.queue.update(all_features.reshape(-1, all_features.shape[-1]), ids, gather=False)
             metrics["queue_filled"] = self.queue.filled.float().mean()
         return loss, metrics
+
+
+def batch_duplicates(
+    queue_features: torch.Tensor, queue_structures: torch.Tensor, batch: torch.Tensor
+) -> torch.Tensor:
+    """Which queue entries equal (cosine > 1 - 1e-5) a batch text of their structure.
+
+    Args:
+        queue_features: (Q, H) frozen features. queue_structures: (Q,) structure ids.
+        batch: (B, S, H) frozen features of the batch.
+
+    Returns:
+        (Q,) bool.
+    """
+    unit = F.normalize(batch.float(), dim=-1)[:, queue_structures]  # (B, Q, H)
+    similarity = (unit * F.normalize(queue_features.float(), dim=-1)[None]).sum(-1)
+    return (similarity > 1 - 1e-5).any(dim=0)
 
 
 def build_model(section: dict[str, Any], text_dim: int, num_structures: int) -> Stage1Model:
@@ -111,7 +137,10 @@ def build_model(section: dict[str, Any], text_dim: int, num_structures: int) -> 
 
         load_ctclip_visual(observer.vision, section["model"]["init_checkpoint"])
     loss = LossConfig(**section["loss"])
-    return Stage1Model(observer, loss, section["queue"]["kind"], section["queue"]["size"])
+    queue = section["queue"]
+    return Stage1Model(
+        observer, loss, queue["kind"], queue["size"], queue.get("skip_batch_texts", False)
+    )
 
 
 def make_evaluate(
@@ -210,6 +239,11 @@ def run(args: argparse.Namespace) -> int:
     train, valid = _datasets(args, section, cache, seed)
     names = list(CHEST_STRUCTURES) if section["model"]["queries"] == "structure" else ["report"]
     model = build_model(section, cache.embeddings.shape[-1], cache.embeddings.shape[1])
+    rows = torch.as_tensor(train.rows)
+    if section["model"]["queries"] == "global":
+        model.observer.set_text_center(cache.report_embeddings[rows][:, None, :])
+    else:
+        model.observer.set_text_center(cache.embeddings[rows])
     loop = LoopConfig.from_dict({**section["optim"], **section["loop"]})
     if valid is None:
         log.warning("fewer than 2 validation cases: no retrieval validation, model.pt = last")
