@@ -1,4 +1,6 @@
 # Config validation and input helpers. All logic lives in the ctrg package.
+import json
+
 import ctrg.config
 from ctrg.bench.rows import config_for_run, load_rows, run_name
 
@@ -21,8 +23,10 @@ localrules:
 
 
 def section_config(wildcards):
-    """The resolved section content; a change reruns the config rule and its descendants."""
-    return ctrg.config.section_payload(run_settings(wildcards), wildcards.section)
+    """The resolved section as canonical JSON (sorted keys): a change of content, not of key
+    order in config.yaml, reruns the config rule and its descendants."""
+    payload = ctrg.config.section_payload(run_settings(wildcards), wildcards.section)
+    return json.dumps(payload, sort_keys=True)
 
 
 def run_settings(wildcards):
