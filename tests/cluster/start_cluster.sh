@@ -9,6 +9,8 @@
 #
 # Usage: tests/cluster/start_cluster.sh            (state in $CTRG_SLURM_STATE, default
 #                                                   /tmp/ctrg-slurm)
+# Optional: CTRG_SLURM_GPUS (fake GPUs, default 1), CTRG_SLURM_CRED_EXPIRE (job credential
+# lifetime and requeue hold, default 10 s; SLURM's own default is 120 s).
 # Needs root (daemons, /etc/slurm, apt-get). No systemd or cgroups needed.
 # Exit codes: 0 cluster up; 2 cannot run here (not root, no apt-get and no slurm);
 #             1 anything else (the message names the failing step and its log).
@@ -18,6 +20,7 @@ STATE="${CTRG_SLURM_STATE:-/tmp/ctrg-slurm}"
 GPUS="${CTRG_SLURM_GPUS:-1}"
 CTLD_PORT="${CTRG_SLURM_CTLD_PORT:-6817}"
 SLURMD_PORT="${CTRG_SLURM_SLURMD_PORT:-6818}"
+CRED_EXPIRE="${CTRG_SLURM_CRED_EXPIRE:-10}"
 SYSTEM_CONF=/etc/slurm/slurm.conf
 
 die() {
@@ -86,6 +89,10 @@ SlurmdPort=${SLURMD_PORT}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# Job credential lifetime (default 120 s). slurmctld also holds a requeued job this long + 1 s
+# (BeginTime), because the node refuses the job's relaunch with a credential created in the
+# same second as the requeue's revocation; 10 s keeps the requeue test short.
+AuthInfo=cred_expire=${CRED_EXPIRE}
 CryptoType=crypto/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
