@@ -1,0 +1,416 @@
+"""``ctrg bench speed``: throughput, latency and peak memory of every stage, in one table.
+
+One process, random inputs of the configured sizes (schema defaults, or a run's resolved
+``results/<run>/configs/<stage>.json`` via ``--stage1-config`` and friends). ``machine``:
+cores, threads, torch, device, git revision. ``preprocess``: ctrg vs MONAI volumes/s
+(``ctrg.bench.preprocess.bench_target``). ``stage1``: median AdamW step with the real loss
+and a full negative queue, and the peak memory of model build + first step (CUDA
+``max_memory_allocated``; CPU peak RSS increase, after a throwaway step has paid torch's
+one-time costs). ``stage2``: a selected-patch decoder step (``ctrg.bench.stage2_memory``).
+``extract``: frozen ``encode_volume`` + top-k (``ctrg.features.extract.extract_batch``).
+``inference``: an *untrained* decoder with EOS banned decodes one report to the length cap
+(the worst case), plus the encode time. ``pipeline``: Snakemake's ``benchmarks/**/*.tsv``
+of the last run (``ctrg.bench.snakemake_times``). On CUDA training steps use bf16 autocast
+(as ``amp: auto``). Numbers are printed and written, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ctrg.bench import preprocess, stage2_memory
+from ctrg.bench.preprocess import PeakRSS
+from ctrg.bench.snakemake_times import read_pipeline_benchmarks
+from ctrg.bench.speed_table import SECTIONS, markdown_table, table_rows
+from ctrg.config import load_stage_config
+from ctrg.features.extract import extract_batch
+from ctrg.features.select import assemble_visual_tokens
+from ctrg.models.decoder import DecoderConfig, ReportDecoder
+from ctrg.models.generation import GenerationConfig, generate_ids
+from ctrg.runtime import (
+    atomic_write_json,
+    atomic_write_text,
+    provenance,
+    select_device,
+    setup_logging,
+)
+from ctrg.train.stage1 import build_model
+
+log = logging.getLogger(__name__)
+
+CONFIG_STAGES: tuple[str, ...] = ("stage1", "stage2", "features", "generate")
+TEXT_DIM = 384  # frozen text encoder width (MiniLM)
+NUM_STRUCTURES = 10  # S, as in ctrg.anatomy
+PAD_ID, BOS_ID, EOS_ID = 0, 2, 3  # ctrg.models.tokenizer: SPECIAL_TOKENS take ids 0-3
+INPUT_SPACING = (1.25, 0.7, 0.7)  # (z, y, x) mm of the synthetic preprocessing input
+MB = 2**20
+
+
+@dataclass
+class Setup:
+    """What the model measurements share: the resolved stage sections, repeats and device."""
+
+    stage1: dict[str, Any]
+    stage2: dict[str, Any]
+    features: dict[str, Any]
+    generate: dict[str, Any]
+    repeats: int
+    device: torch.device
+    batch_size: int  # stage-1 volumes per step
+    visual_dim: int  # C of the tokens handed to stage 2 (stage1.model.query_dim)
+    top_k: int  # patches kept per structure (features.top_k)
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
+    """Peak memory over the block in ``found["bytes"]``: CUDA ``max_memory_allocated``
+    (everything allocated), CPU the peak RSS increase (``ctrg.bench.preprocess.PeakRSS``)."""
+    found: dict[str, Any] = {"kind": "peak RSS increase", "bytes": 0}
+    if device.type != "cuda":
+        with PeakRSS() as rss:
+            yield found
+        found["bytes"] = rss.extra
+        return
+    found["kind"] = "cuda max_memory_allocated"
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    yield found
+    torch.cuda.synchronize(device)
+    found["bytes"] = torch.cuda.max_memory_allocated(device)
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``repeats`` calls (CUDA synchronised around each)."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _amp_enabled(amp: str, device: torch.device) -> bool:
+    """Whether ``ctrg.train.loop.Trainer`` autocasts to bf16 (``auto`` = on CUDA only)."""
+    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
+
+
+def _autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast when :func:`_amp_enabled`, else a no-op context."""
+    if _amp_enabled(amp, device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else the platform's processor string."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Cores, torch threads and version, device name, git revision and versions."""
+    facts = provenance()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "device_name": name,
+        "git_revision": facts["git_revision"],
+        "platform": facts["platform"],
+        "versions": facts["versions"],
+    }
+
+
+def bench_preprocess(size: tuple[int, int, int], target: str, repeats: int) -> dict[str, Any]:
+    """ctrg vs MONAI volumes/s on a synthetic ``size`` volume (target shape scaled with it)."""
+    volume = preprocess.synthetic_chest(size)
+    z, y, x = INPUT_SPACING
+    affine = np.diag([-x, -y, z, 1.0])  # LPS-like storage, as in ``ctrg bench preprocess``
+    spacing, shape = preprocess.TARGETS[target]
+    factor = [n / d for n, d in zip(size, preprocess.DEFAULT_SIZE)]
+    section = preprocess.resolve_section(
+        {"spacing": list(spacing), "shape": [max(4, round(t * f)) for t, f in zip(shape, factor)]}
+    )
+    rows: list[tuple] = []
+    options = argparse.Namespace(repeat=repeats, no_monai=False)
+    preprocess.bench_target(target, volume, affine, section, options, rows)
+    # rows: (target, method, seconds, memory, ratio, extra); extra "max|diff| <value>"
+    seconds = {row[1]: row[2] for row in rows}
+    ours, monai = seconds["ctrg stage"], seconds["MONAI Spacingd+ScaleIntensityRanged"]
+    return {
+        "input_shape": list(size),
+        "output_shape": section["shape"],
+        "target": target,
+        "ctrg_volumes_per_s": 1.0 / ours,
+        "monai_volumes_per_s": 1.0 / monai,
+        "ctrg_vs_monai": monai / ours,
+        "max_abs_diff": float(rows[-1][5].split()[-1]),
+    }
+
+
+def _build_stage1(section: dict[str, Any], device: torch.device) -> Any:
+    """The stage-1 model of ``section`` on ``device``, its negative queue filled (random)."""
+    model = build_model(section, text_dim=TEXT_DIM, num_structures=NUM_STRUCTURES).to(device)
+    if model.queue is not None:  # steady state: every step sees the full queue
+        queries, size = model.observer.config.num_queries, model.queue.size
+        ids = torch.arange(queries, device=device).repeat_interleave(size)
+        model.queue.update(torch.randn(len(ids), TEXT_DIM, device=device), ids, gather=False)
+    return model
+
+
+def _prime_torch(section: dict[str, Any], device: torch.device) -> None:
+    """A batch-1 forward/backward of a throwaway model and an AdamW step on a scalar.
+
+    Torch's lazy imports and one-time buffers (about 100 MB of RSS on CPU) then fall before
+    the memory window, while the model's own weights and optimizer state stay inside it.
+    """
+    model = _build_stage1(section, device).train()
+    shape = section["model"]["volume_shape"]
+    inputs = (torch.randn(1, 1, *shape), torch.randn(1, NUM_STRUCTURES, TEXT_DIM))
+    loss, _ = model(*(x.to(device) for x in inputs), torch.randn(1, TEXT_DIM, device=device))
+    loss.backward()
+    scalar = torch.nn.Parameter(torch.zeros(1, device=device))
+    scalar.grad = torch.ones_like(scalar)
+    torch.optim.AdamW([scalar]).step()
+
+
+def bench_stage1(setup: Setup) -> dict[str, Any]:
+    """Median AdamW step (forward + real loss, backward, clip, step) and peak memory."""
+    torch.manual_seed(0)
+    section, device, batch = setup.stage1, setup.device, setup.batch_size
+    shape = tuple(section["model"]["volume_shape"])
+    volume = torch.randn(batch, 1, *shape, device=device)  # (B, 1, D, H, W)
+    text_features = torch.randn(batch, NUM_STRUCTURES, TEXT_DIM, device=device)  # (B, S, H)
+    report_features = torch.randn(batch, TEXT_DIM, device=device)  # (B, H)
+    optim, amp = section["optim"], section["loop"]["amp"]
+
+    def step() -> None:
+        with _autocast(amp, device):
+            loss, _ = model(volume, text_features, report_features)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"stage-1 loss is {loss.item()}")
+        loss.backward()
+        if optim["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim["grad_clip"])
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    _prime_torch(section, device)
+    with peak_memory(device) as memory:
+        model = _build_stage1(section, device).train()
+        hyper = {key: optim[key] for key in ("lr", "eps", "weight_decay")}
+        optimizer = torch.optim.AdamW(model.parameters(), betas=tuple(optim["betas"]), **hyper)
+        step()  # warm-up: optimizer state exists from here on
+    seconds = _median_seconds(step, setup.repeats, device)
+    return {
+        "volume_shape": list(shape),
+        "batch_size": batch,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "step_s": seconds,
+        "volumes_per_s": batch / seconds,
+        "peak_mb": memory["bytes"] / MB,
+        "memory_kind": memory["kind"],
+        "amp": "bf16" if _amp_enabled(amp, device) else "off",
+    }
+
+
+def _decoder_config(stage2: dict[str, Any], visual_dim: int) -> DecoderConfig:
+    """The default transformer decoder's sizes, as ``ctrg stage2`` builds them."""
+    return DecoderConfig(
+        vocab_size=stage2["tokenizer"]["vocab_size"],
+        visual_dim=visual_dim,
+        num_structures=NUM_STRUCTURES,
+        max_length=stage2["max_report_tokens"],
+        pad_id=PAD_ID,
+        **stage2["decoder"],
+    )
+
+
+def bench_stage2(setup: Setup) -> dict[str, Any]:
+    """One selected-patch decoder training step (``ctrg.bench.stage2_memory.measure``)."""
+    stage2, device = setup.stage2, setup.device
+    cfg = _decoder_config(stage2, setup.visual_dim)
+    options = argparse.Namespace(
+        batch_size=stage2["batch_size"],
+        structures=NUM_STRUCTURES,
+        top_k=setup.top_k,
+        visual_dim=setup.visual_dim,
+        report_tokens=stage2["max_report_tokens"],
+        vocab_size=cfg.vocab_size,
+        repeats=setup.repeats,
+    )
+    with _autocast(stage2["optim"]["amp"], device):
+        row = stage2_memory.measure("selected", 0, options, cfg, device)
+    return {
+        "batch_size": options.batch_size,
+        "report_tokens": options.report_tokens,
+        "visual_tokens": row["visual_tokens"],
+        "step_s": row["step_s"],
+        "reports_per_s": options.batch_size / row["step_s"],
+        "peak_mb": row["peak_mb"],
+        "memory_kind": "cuda allocated" if device.type == "cuda" else "profiler tensor bytes",
+        "amp": "bf16" if _amp_enabled(stage2["optim"]["amp"], device) else "off",
+    }
+
+
+def bench_extract(setup: Setup) -> dict[str, Any]:
+    """Frozen ``encode_volume`` + top-k selection of a batch of random volumes."""
+    torch.manual_seed(0)
+    observer = _build_stage1(setup.stage1, setup.device).observer.eval().requires_grad_(False)
+    batch, shape = setup.features["batch_size"], setup.stage1["model"]["volume_shape"]
+    rng = np.random.default_rng(0)
+    volumes = rng.uniform(-1, 1, (batch, *shape)).astype(np.float32)  # (B, D, H, W)
+    run = lambda: extract_batch(observer, volumes, setup.top_k, False, setup.device)  # noqa: E731
+    run()  # warm-up
+    seconds = _median_seconds(run, setup.repeats, setup.device)
+    return {
+        "batch_size": batch,
+        "top_k": setup.top_k,
+        "batch_s": seconds,
+        "volumes_per_s": batch / seconds,
+        "encode_s_per_volume": seconds / batch,
+    }
+
+
+def bench_inference(setup: Setup) -> dict[str, Any]:
+    """Seconds to decode one report to the length cap (untrained decoder, EOS banned)."""
+    torch.manual_seed(0)
+    decoder = ReportDecoder(_decoder_config(setup.stage2, setup.visual_dim))
+    decoder = decoder.to(setup.device).eval()
+    observation = torch.randn(1, NUM_STRUCTURES, setup.visual_dim)  # (1, S, C)
+    patches = torch.randn(1, NUM_STRUCTURES, setup.top_k, setup.visual_dim)  # (1, S, k, C)
+    visual = assemble_visual_tokens(observation, patches, "selected").to(setup.device)
+    decoding = setup.generate["decoding"]
+    cfg = GenerationConfig(**{**decoding, "min_length": decoding["max_length"]})
+    warm = GenerationConfig(**{**decoding, "min_length": 0, "max_length": 2})
+    generate_ids(decoder, visual, BOS_ID, EOS_ID, PAD_ID, warm)
+    ids: list[list[int]] = []
+    run = lambda: ids.append(generate_ids(decoder, visual, BOS_ID, EOS_ID, PAD_ID, cfg)[0])  # noqa: E731
+    seconds = _median_seconds(run, setup.repeats, setup.device)
+    return {
+        "strategy": cfg.strategy,
+        "generated_tokens": len(ids[-1]),
+        "decode_s": seconds,
+        "s_per_token": seconds / max(len(ids[-1]), 1),
+    }
+
+
+def run_sections(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
+    """Every measurement not skipped; stage 1 first, so its RSS baseline is a fresh process."""
+    measures: dict[str, Callable[[], dict[str, Any]]] = {
+        "stage1": lambda: bench_stage1(setup),
+        "extract": lambda: bench_extract(setup),
+        "stage2": lambda: bench_stage2(setup),
+        "inference": lambda: bench_inference(setup),
+        "preprocess": lambda: bench_preprocess(
+            tuple(args.preprocess_size), args.preprocess_target, args.repeats
+        ),
+        "pipeline": lambda: read_pipeline_benchmarks(args.benchmarks, args.run),
+    }
+    results: dict[str, Any] = {}
+    for name, measure in measures.items():
+        if name in args.skip:
+            results[name] = {"skipped": True}
+            continue
+        started = time.perf_counter()
+        results[name] = measure()
+        log.info("%s measured in %.1f s", name, time.perf_counter() - started)
+    inference, extract = results["inference"], results["extract"]
+    if not inference.get("skipped"):
+        encode = None if extract.get("skipped") else extract["encode_s_per_volume"]
+        inference["encode_s"] = encode
+        inference["total_s"] = None if encode is None else encode + inference["decode_s"]
+    return results
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options (see ``ctrg bench speed --help``)."""
+    parser = argparse.ArgumentParser(prog="ctrg bench speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument(
+        "--skip", nargs="+", action="extend", default=[], choices=SECTIONS, metavar="SECTION",
+        help=f"measurements to leave out: {', '.join(SECTIONS)}",
+    )  # fmt: skip
+    for stage in CONFIG_STAGES:
+        parser.add_argument(
+            f"--{stage}-config", type=Path, default=None, metavar="JSON",
+            help=f"resolved {stage}.json (results/<run>/configs/); default: schema defaults",
+        )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=None, help="stage 1 (default: config)")
+    parser.add_argument(
+        "--preprocess-size", type=int, nargs=3, default=[200, 384, 384], metavar=("D", "H", "W"),
+        help="synthetic int16 input volume of the preprocessing measurement",
+    )  # fmt: skip
+    parser.add_argument(
+        "--preprocess-target", choices=sorted(preprocess.TARGETS), default="cpu default",
+        help="target spacing (its shape scaled with --preprocess-size)",
+    )  # fmt: skip
+    parser.add_argument("--benchmarks", type=Path, default=Path("benchmarks"), metavar="DIR",
+                        help="Snakemake benchmark folder of the pipeline")  # fmt: skip
+    parser.add_argument("--run", default=None, help="run of the pipeline (default: newest)")
+    parser.add_argument("--out-json", type=Path, default=Path("results/bench/speed.json"))
+    parser.add_argument("--out-md", type=Path, default=None, help="default: --out-json as .md")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    """Measure, print one Markdown table, write it (``--out-md``) and the JSON (``--out-json``)."""
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sections = {
+        stage: load_stage_config(getattr(args, f"{stage}_config"), stage)[stage]
+        for stage in CONFIG_STAGES
+    }
+    setup = Setup(
+        **sections,
+        repeats=args.repeats,
+        device=select_device(args.device),
+        batch_size=args.batch_size or sections["stage1"]["loop"]["batch_size"],
+        visual_dim=sections["stage1"]["model"]["query_dim"],
+        top_k=sections["features"]["top_k"],
+    )
+    started = time.perf_counter()
+    results: dict[str, Any] = {"machine": machine_info(setup.device)}
+    results.update(run_sections(args, setup))
+    results["settings"] = {
+        "repeats": args.repeats,
+        "skip": args.skip,
+        "configs": {stage: getattr(args, f"{stage}_config") for stage in CONFIG_STAGES},
+        "wall_s": time.perf_counter() - started,
+    }
+    text = markdown_table(table_rows(results))
+    print(text, end="")
+    atomic_write_json(args.out_json, results)
+    atomic_write_text(args.out_md or args.out_json.with_suffix(".md"), text)
+    log.info("wrote %s (%.1f s)", args.out_json, results["settings"]["wall_s"])
+    return 0
