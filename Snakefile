@@ -33,5 +33,6 @@ rule all:
     default_target: True
     input:
         metrics=f"results/{RUN}/eval/metrics.json",
+        control=f"results/{RUN}/control/metrics.json",
         predictions=f"results/{RUN}/eval/predictions.csv",
         labels="results/reports/labels.csv",

@@ -53,3 +53,28 @@ rule generate:
         "ctrg generate-features {input.features} --model {input.checkpoint}"
         " --reports {input.reports} --config {input.cfg} --out {output.predictions}"
         " --threads {threads} > {log} 2>&1"
+
+
+rule generate_shuffled:
+    input:
+        checkpoint="results/{run}/stage2/model.pt",
+        features="results/{run}/features/index.csv",
+        reports="results/reports/reports.csv",
+        cfg="results/{run}/configs/generate.json",
+    output:
+        predictions="results/{run}/control/predictions.csv",
+    log:
+        "logs/{run}/generate_shuffled.log",
+    benchmark:
+        "benchmarks/{run}/generate_shuffled.tsv"
+    conda:
+        "../envs/ctrg.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1,
+    shell:
+        "ctrg generate-features {input.features} --model {input.checkpoint}"
+        " --reports {input.reports} --config {input.cfg} --out {output.predictions}"
+        " --shuffle-features --threads {threads} > {log} 2>&1"

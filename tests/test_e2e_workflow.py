@@ -70,7 +70,12 @@ def test_every_stage_produced_its_artifacts(finished_run: Path):
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     for key in ("bleu_1", "bleu_4", "meteor", "rouge_l", "cider"):
         assert 0.0 <= float(metrics[key]) <= 1.0 or key == "cider"
-    for rule in ("synth", "stage1", "stage2", "evaluate"):
+    control = pd.read_csv(run / "control" / "predictions.csv", keep_default_na=False)
+    assert set(control["case_id"]) == set(predictions["case_id"])
+    assert (control["features_of"] != control["case_id"]).all()
+    control_metrics = json.loads((run / "control" / "metrics.json").read_text())
+    assert "comparison" in control_metrics
+    for rule in ("synth", "stage1", "stage2", "evaluate", "generate_shuffled"):
         assert list((finished_run / "logs").rglob(f"*{rule}*.log")), f"no log for {rule}"
         assert list((finished_run / "benchmarks").rglob(f"*{rule}*.tsv")), (
             f"no benchmark for {rule}"

@@ -71,7 +71,8 @@ def test_identical_texts_share_one_vector_and_different_texts_differ(encoded):
     assert not torch.allclose(emb[0, lung], emb[1, lung])
 
 
-def test_cls_vector_matches_a_direct_forward_pass(encoded):
+def test_default_mean_vector_matches_a_direct_forward_pass(encoded):
+    """Default pooling (mean): the attention-masked mean of the last hidden states."""
     from transformers import AutoModel, AutoTokenizer
 
     from ctrg.models.text_encoder import default_encoder_path
@@ -82,9 +83,11 @@ def test_cls_vector_matches_a_direct_forward_pass(encoded):
     model = AutoModel.from_pretrained(str(path)).eval()
     with torch.no_grad():
         tokens = tokenizer([rows[2]["lung"]], return_tensors="pt")
-        cls = model(**tokens).last_hidden_state[0, 0]
+        hidden = model(**tokens).last_hidden_state[0]  # (L, H), no padding for one text
     lung = CHEST_STRUCTURES.index("lung")
-    assert torch.allclose(load_text_cache(out).embeddings[2, lung], cls, atol=1e-4)
+    cached = load_text_cache(out).embeddings[2, lung]
+    assert torch.allclose(cached, hidden.mean(0), atol=1e-4)
+    assert not torch.allclose(cached, hidden[0], atol=1e-2)
 
 
 def test_empty_text_case_is_skipped_and_missing_column_is_an_error(tmp_path):

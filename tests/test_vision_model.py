@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from ctrg.models.ctclip_mapping import load_ctclip_visual, map_ctclip_visual
-from ctrg.models.observer import ObserverConfig, StructureObserver, load_stage1
+from ctrg.models.observer import (
+    EmbeddingCentering,
+    ObserverConfig,
+    StructureObserver,
+    load_stage1,
+)
 from ctrg.models.queries import StructureQueries
 from ctrg.models.vision import PatchEmbed3d, VisionEncoder
 
@@ -266,3 +271,34 @@ def test_text_centering_removes_the_training_mean_direction():
     off = StructureObserver(ObserverConfig(**SMALL, text_centering=False))
     off.set_text_center(train)
     assert off.text_center is None and "text_center" not in off.state_dict()
+
+
+def test_embedding_centering_hand_computed():
+    """Batch mean in training (and running-mean update), running mean in eval / batch of 1."""
+    center = EmbeddingCentering(num_queries=1, dim=2, momentum=0.5)
+    batch = torch.tensor([[[1.0, 3.0]], [[3.0, 5.0]]])  # (B=2, S=1, E=2), mean (2, 4)
+    out = center(batch)
+    assert torch.allclose(out, torch.tensor([[[-1.0, -1.0]], [[1.0, 1.0]]]))
+    assert torch.allclose(center.running_mean, torch.tensor([[1.0, 2.0]]))  # 0 + 0.5 * (2, 4)
+    single = center(torch.tensor([[[2.0, 2.0]]]))  # one case: the running mean, no update
+    assert torch.allclose(single, torch.tensor([[[1.0, 0.0]]]))
+    assert torch.allclose(center.running_mean, torch.tensor([[1.0, 2.0]]))
+    center.eval()
+    assert torch.allclose(center(batch), batch - torch.tensor([1.0, 2.0]))
+    assert torch.allclose(center.running_mean, torch.tensor([[1.0, 2.0]]))
+
+
+def test_image_centering_spreads_identical_looking_observations():
+    """Two nearly equal volumes: centred embeddings point in opposite directions."""
+    torch.manual_seed(0)
+    observer = StructureObserver(ObserverConfig(**SMALL, image_centering=True)).train()
+    plain = StructureObserver(ObserverConfig(**SMALL)).train()
+    plain.load_state_dict(observer.state_dict(), strict=False)
+    base = torch.randn(1, 1, 16, 32, 32)
+    volume = torch.cat([base, base + 0.01 * torch.randn_like(base)])
+    centred = observer.encode_volume(volume).observation_embeddings  # (2, S, E)
+    raw = plain.encode_volume(volume).observation_embeddings
+    assert (raw[0] * raw[1]).sum(-1).min() > 0.99
+    assert torch.allclose((centred[0] * centred[1]).sum(-1), torch.full((10,), -1.0), atol=1e-4)
+    assert "image_center.running_mean" in observer.state_dict()
+    assert "image_center.running_mean" not in plain.state_dict()

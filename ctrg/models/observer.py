@@ -51,6 +51,8 @@ class ObserverConfig:
     embed_dim: int = 256  # shared image-text space (paper 512)
     text_dim: int = 384  # frozen text encoder width (MiniLM 384)
     text_centering: bool = False  # subtract the per-query mean frozen text feature (train split)
+    image_centering: bool = False  # subtract the per-query mean observation projection
+    image_center_momentum: float = 0.1  # running-mean update rate of image_centering
 
     @property
     def num_queries(self) -> int:
@@ -79,6 +81,43 @@ class VisualOutput:
     observation_embeddings: torch.Tensor
 
 
+class EmbeddingCentering(nn.Module):
+    """Subtract the per-query mean of the projected observations (BatchNorm-style centring).
+
+    Training: the mean over the local batch (gradients flow through it) is subtracted and a
+    running mean is updated with ``momentum``; with a single case in the local batch the
+    running mean is used instead (a batch mean would zero the embedding). Evaluation: the
+    running mean. Under DDP each rank centres by its own batch, as plain BatchNorm does.
+
+    Why: the structure queries start identical for every case and attend almost uniformly
+    to the patches, so every observation is dominated by one shared vector; the contrastive
+    loss rewards that vector (the most typical text) and the case-specific part stays ~1% of
+    the embedding (mean cosine of different cases 0.9999 after 150 steps on the phantom).
+    Centring removes the shared part so the loss sees only what differs between cases.
+
+    Args:
+        num_queries: S. dim: embedding width E. momentum: running-mean update rate.
+    """
+
+    def __init__(self, num_queries: int, dim: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("running_mean", torch.zeros(num_queries, dim))
+
+    def forward(self, projected: torch.Tensor) -> torch.Tensor:
+        """(B, S, E) projected observations -> (B, S, E) centred (not normalised)."""
+        if self.training and projected.shape[0] > 1:
+            mean = projected.mean(dim=0)  # (S, E)
+            self._update(mean)
+        else:
+            mean = self.running_mean.to(projected.dtype)
+        return projected - mean
+
+    @torch.no_grad()
+    def _update(self, mean: torch.Tensor) -> None:
+        self.running_mean.lerp_(mean.detach().float(), self.momentum)
+
+
 class StructureObserver(nn.Module):
     """The stage-1 model (see module doc)."""
 
@@ -105,6 +144,11 @@ class StructureObserver(nn.Module):
         )
         self.observation_proj = nn.Linear(config.query_dim, config.embed_dim, bias=False)
         self.text_proj = nn.Linear(config.text_dim, config.embed_dim, bias=False)
+        self.image_center = (
+            EmbeddingCentering(config.num_queries, config.embed_dim, config.image_center_momentum)
+            if config.image_centering
+            else None
+        )
         # per-query mean unit text feature (num_queries, text_dim); None = no centring
         center = torch.zeros(config.num_queries, config.text_dim) if config.text_centering else None
         self.register_buffer("text_center", center)
@@ -121,7 +165,10 @@ class StructureObserver(nn.Module):
             raise ValueError(f"volume shape {tuple(volume.shape)} != (B, {expected})")
         patches = self.to_query_dim(self.vision(volume))  # (B, N, C)
         observation_tokens, patch_tokens, attention = self.queries(patches)
-        embeddings = F.normalize(self.observation_proj(observation_tokens).float(), dim=-1)
+        projected = self.observation_proj(observation_tokens).float()  # (B, S, E)
+        if self.image_center is not None:
+            projected = self.image_center(projected)
+        embeddings = F.normalize(projected, dim=-1)
         return VisualOutput(observation_tokens, patch_tokens, attention, embeddings)
 
     def set_text_center(self, features: torch.Tensor) -> None:
