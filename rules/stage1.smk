@@ -49,4 +49,4 @@ rule stage1:
         "python -m ctrg.launch --nproc {resources.gpu} --"
         " stage1 --config {input.cfg} --volumes {input.volumes}"
         " --texts {input.texts} --text-cache {input.cache} --out {params.out}"
-        " --resume auto > {log} 2>&1"
+        " --resume auto --threads {threads} > {log} 2>&1"
