@@ -4,7 +4,8 @@ Replaces the image encoder by an *oracle*: a small MLP that reads each case's la
 (ground truth or report-derived, e.g. ``results/phantom/labels.csv``) and emits the S
 observation tokens. Everything else is the real stage-1 objective: the cached frozen
 structure texts, the text projection, the structure-wise soft-target loss and the negative
-queue, with the settings of a resolved ``stage1.json``. The validation retrieval it reaches
+queue (the real ``Stage1Model``), with the settings of a resolved ``stage1.json``; the
+text projection is not centred (``text_centering`` is ignored). The validation retrieval it reaches
 is what a perfect label reader could get from this objective and these texts; stage 1 at
 chance while the oracle is well above it locates the problem in the image encoder.
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -29,17 +32,29 @@ from torch import nn
 from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.config import load_stage_config
 from ctrg.data.dataset import read_volume_manifest
-from ctrg.losses import LossConfig, structure_contrastive_loss
+from ctrg.losses import LossConfig
 from ctrg.models.text_cache import load_text_cache
-from ctrg.queue import StructureQueue
 from ctrg.runtime import atomic_write_json, seed_everything, setup_logging
 from ctrg.train.retrieval import retrieval_metrics
+from ctrg.train.stage1 import Stage1Model
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class OracleConfig:
+    """The parts of ``ObserverConfig`` that ``Stage1Model`` reads."""
+
+    num_queries: int
+    text_dim: int
+    queries: str = "structure"
+
+
 class LabelOracle(nn.Module):
-    """Labels (B, L) -> L2-normalised observation embeddings (B, S, E); texts (.., H) -> (.., E).
+    """Stands in for ``StructureObserver`` inside ``Stage1Model``: labels, not volumes.
+
+    ``encode_volume(labels (B, L))`` gives L2-normalised observation embeddings (B, S, E);
+    ``encode_text`` projects frozen text features like the observer (without centring).
 
     Args:
         num_labels: L. num_structures: S. text_dim: H. embed_dim: E. width: MLP width.
@@ -49,20 +64,25 @@ class LabelOracle(nn.Module):
         self, num_labels: int, num_structures: int, text_dim: int, embed_dim: int, width: int
     ) -> None:
         super().__init__()
-        self.num_structures, self.width = num_structures, width
+        self.config = OracleConfig(num_structures, text_dim)
+        self.width = width
         self.mlp = nn.Sequential(
             nn.Linear(num_labels, width), nn.GELU(), nn.Linear(width, num_structures * width)
         )
         self.observation_proj = nn.Linear(width, embed_dim, bias=False)
         self.text_proj = nn.Linear(text_dim, embed_dim, bias=False)
 
-    def encode_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """(B, L) -> (B, S, E)."""
-        tokens = self.mlp(labels).view(len(labels), self.num_structures, self.width)
-        return F.normalize(self.observation_proj(tokens), dim=-1)
+    def encode_volume(self, labels: torch.Tensor) -> SimpleNamespace:
+        """(B, L) -> ``observation_embeddings`` (B, S, E)."""
+        tokens = self.mlp(labels).view(len(labels), self.config.num_queries, self.width)
+        return SimpleNamespace(
+            observation_embeddings=F.normalize(self.observation_proj(tokens), dim=-1)
+        )
 
-    def encode_text(self, features: torch.Tensor) -> torch.Tensor:
-        """(..., H) -> (..., E)."""
+    def encode_text(
+        self, features: torch.Tensor, structures: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(..., H) -> (..., E); ``structures`` is accepted for the observer's signature."""
         return F.normalize(self.text_proj(features.float()), dim=-1)
 
 
@@ -87,15 +107,18 @@ def train_oracle(
     steps: int,
     eval_every: int,
 ) -> list[dict[str, float]]:
-    """Train the oracle with the stage-1 loss and queue; returns the validation curve."""
+    """Train the oracle inside the real ``Stage1Model`` (loss + queue); returns the curve."""
     (train_labels, train_texts), (valid_labels, valid_texts) = train, valid
     s, h = train_texts.shape[1:]
-    model = LabelOracle(train_labels.shape[1], s, h, section["model"]["embed_dim"], 256)
-    loss_config = LossConfig(**section["loss"])
-    queue_cfg = section["queue"]
-    queue = None
-    if queue_cfg["kind"] != "none":
-        queue = StructureQueue(s, queue_cfg["size"], h, queue_cfg["kind"], loss_config.tau)
+    oracle = LabelOracle(train_labels.shape[1], s, h, section["model"]["embed_dim"], 256)
+    queue = section["queue"]
+    model = Stage1Model(
+        oracle,
+        LossConfig(**section["loss"]),
+        queue["kind"],
+        queue["size"],
+        queue.get("skip_batch_texts", False),
+    )
     optim = section["optim"]
     optimizer = torch.optim.AdamW(model.parameters(), lr=optim["lr"], betas=optim["betas"])
     batch = section["loop"]["batch_size"]
@@ -103,28 +126,16 @@ def train_oracle(
     curve = []
     for step in range(1, steps + 1):
         rows = torch.randint(len(train_labels), (batch,), generator=generator)
-        texts = train_texts[rows]  # (B, S, H)
-        keys = structures = None
-        if queue is not None and bool(queue.filled.any()):
-            raw, structures = queue.keys()
-            keys = model.encode_text(raw)
-        loss, _ = structure_contrastive_loss(
-            model.encode_labels(train_labels[rows]),
-            model.encode_text(texts),
-            loss_config,
-            keys,
-            structures,
-        )
+        texts = train_texts[rows]  # (B, S, H); report features are unused with S queries
+        loss, _ = model(train_labels[rows], texts, texts[:, 0])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if queue is not None:
-            queue.update(texts.reshape(-1, h), torch.arange(s).repeat(batch), gather=False)
         if step % eval_every == 0 or step == steps:
             with torch.no_grad():
                 metrics = retrieval_metrics(
-                    model.encode_labels(valid_labels),
-                    model.encode_text(valid_texts),
+                    oracle.encode_volume(valid_labels).observation_embeddings,
+                    oracle.encode_text(valid_texts),
                     list(CHEST_STRUCTURES)[:s],
                 )
             curve.append({"step": step, "loss": float(loss.detach()), **metrics})
