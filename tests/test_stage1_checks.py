@@ -34,6 +34,8 @@ def test_retrieval_metrics_by_hand():
     assert metrics["retrieval_top1"] == pytest.approx(1 / 3)
     assert metrics["retrieval_top2"] == 1.0
     assert metrics["retrieval_top1_chance"] == pytest.approx(1 / 3)
+    assert metrics["retrieval_mean_rank"] == pytest.approx((1 + 2 + 2) / 3)  # 1-based ranks
+    assert metrics["retrieval_mean_rank_chance"] == 2.0  # (3 candidates + 1) / 2
     assert metrics["structure_candidates/heart"] == 1
     assert metrics["structure_top1/heart"] == 1.0  # one distinct text: always right
     assert metrics["structure_top1/lung"] == pytest.approx(1 / 3)

@@ -302,3 +302,39 @@ def test_image_centering_spreads_identical_looking_observations():
     assert torch.allclose((centred[0] * centred[1]).sum(-1), torch.full((10,), -1.0), atol=1e-4)
     assert "image_center.running_mean" in observer.state_dict()
     assert "image_center.running_mean" not in plain.state_dict()
+
+
+def test_spatial_readout_hand_computed_signed_contrast():
+    """Weights set by hand: structure 0 reads token 0 minus token 2 (a signed contrast)."""
+    from ctrg.models.readout import SpatialReadout
+
+    readout = SpatialReadout(num_queries=2, num_patches=3, dim=2, rank=1)
+    with torch.no_grad():
+        readout.reduce.weight.copy_(torch.tensor([[1.0, 0.0]]))  # keep channel 0
+        readout.reduce.bias.zero_()
+        readout.expand.weight.zero_()
+        readout.expand.bias.zero_()
+        readout.expand.weight[0, 0], readout.expand.weight[0, 2] = 1.0, -1.0  # s=0, c=0
+        readout.expand.weight[3, 1] = 2.0  # s=1, c=1 reads 2 * token 1
+    patches = torch.tensor([[[5.0, 9.0], [1.0, 9.0], [2.0, 9.0]]])  # (B=1, N=3, C=2)
+    out = readout(patches)  # (1, 2, 2)
+    assert torch.equal(out, torch.tensor([[[3.0, 0.0], [0.0, 2.0]]]))
+    # the same tokens at other positions give another readout: it is position-aware
+    assert not torch.equal(readout(patches.flip(1)), out)
+
+
+def test_spatial_readout_is_added_to_the_observation_tokens():
+    torch.manual_seed(0)
+    observer = StructureObserver(ObserverConfig(**SMALL, spatial_readout=True)).eval()
+    plain = StructureObserver(ObserverConfig(**SMALL)).eval()
+    missing, unexpected = plain.load_state_dict(observer.state_dict(), strict=False)
+    assert not missing and {k.split(".")[0] for k in unexpected} == {"readout"}
+    volume = torch.randn(2, 1, 16, 32, 32)
+    with torch.no_grad():
+        with_readout = observer.encode_volume(volume)
+        without = plain.encode_volume(volume)
+        patches = observer.to_query_dim(observer.vision(volume))
+        expected = without.observation_tokens + observer.readout(patches)
+    assert torch.allclose(with_readout.observation_tokens, expected, atol=1e-5)
+    assert torch.equal(with_readout.attention, without.attention)  # patch choice unchanged
+    assert torch.equal(with_readout.patch_tokens, without.patch_tokens)

@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "text": "report parser and labeller against the real CT-RATE data in ../shared/data",
     "stage2-memory": "one stage-2 step with selected patches vs all patches",
     "stage1-oracle": "the stage-1 objective with a label-reading oracle instead of the encoder",
+    "stage1-retrieval": "held-out retrieval of a trained stage-1 model against a permutation null",
     "speed": "training / extraction / inference throughput and peak memory",
     "quality": "the ablation and baseline quality table on the phantom benchmark",
     "baseline": "predictions of the method-free baselines (most frequent report, NN retrieval)",

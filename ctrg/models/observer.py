@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.models.queries import StructureQueries
+from ctrg.models.readout import SpatialReadout
 from ctrg.models.vision import VisionEncoder
 
 
@@ -47,6 +49,8 @@ class ObserverConfig:
     query_heads: int = 4
     coattention_layers: int = 2
     queries: str = "structure"  # structure (S queries) | global (one query)
+    spatial_readout: bool = False  # add a position-aware linear readout of all patch tokens
+    spatial_readout_rank: int = 4  # width each patch token is reduced to in that readout
     num_structures: int = len(CHEST_STRUCTURES)
     embed_dim: int = 256  # shared image-text space (paper 512)
     text_dim: int = 384  # frozen text encoder width (MiniLM 384)
@@ -81,13 +85,31 @@ class VisualOutput:
     observation_embeddings: torch.Tensor
 
 
+def batch_sum(values: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum over the first axis and the number of rows, over all ranks when distributed.
+
+    The sum goes through an autograd all-reduce, so each rank's rows get the gradient of
+    every rank's loss. Returns ((...) sum, global row count).
+    """
+    total, count = values.sum(dim=0), values.shape[0]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        from torch.distributed.nn.functional import all_reduce
+
+        total = all_reduce(total)
+        counts = torch.tensor([count], device=values.device)
+        dist.all_reduce(counts)
+        count = int(counts)
+    return total, count
+
+
 class EmbeddingCentering(nn.Module):
     """Subtract the per-query mean of the projected observations (BatchNorm-style centring).
 
-    Training: the mean over the local batch (gradients flow through it) is subtracted and a
-    running mean is updated with ``momentum``; with a single case in the local batch the
+    Training: the mean over the batch (gradients flow through it) is subtracted and a
+    running mean is updated with ``momentum``; with a single case in the whole batch the
     running mean is used instead (a batch mean would zero the embedding). Evaluation: the
-    running mean. Under DDP each rank centres by its own batch, as plain BatchNorm does.
+    running mean. Under DDP the mean is over all ranks' cases (an autograd all-reduce, as
+    SyncBatchNorm does), so 2 ranks of batch 2 train exactly like 1 process of batch 4.
 
     Why: the structure queries start identical for every case and attend almost uniformly
     to the patches, so every observation is dominated by one shared vector; the contrastive
@@ -106,12 +128,13 @@ class EmbeddingCentering(nn.Module):
 
     def forward(self, projected: torch.Tensor) -> torch.Tensor:
         """(B, S, E) projected observations -> (B, S, E) centred (not normalised)."""
-        if self.training and projected.shape[0] > 1:
-            mean = projected.mean(dim=0)  # (S, E)
-            self._update(mean)
-        else:
-            mean = self.running_mean.to(projected.dtype)
-        return projected - mean
+        if self.training:
+            total, count = batch_sum(projected)
+            if count > 1:
+                mean = total / count  # (S, E)
+                self._update(mean)
+                return projected - mean
+        return projected - self.running_mean.to(projected.dtype)
 
     @torch.no_grad()
     def _update(self, mean: torch.Tensor) -> None:
@@ -142,6 +165,16 @@ class StructureObserver(nn.Module):
         self.queries = StructureQueries(
             config.num_queries, config.query_dim, config.query_heads, config.coattention_layers
         )
+        self.readout = (
+            SpatialReadout(
+                config.num_queries,
+                self.vision.num_patches,
+                config.query_dim,
+                config.spatial_readout_rank,
+            )
+            if config.spatial_readout
+            else None
+        )
         self.observation_proj = nn.Linear(config.query_dim, config.embed_dim, bias=False)
         self.text_proj = nn.Linear(config.text_dim, config.embed_dim, bias=False)
         self.image_center = (
@@ -165,6 +198,8 @@ class StructureObserver(nn.Module):
             raise ValueError(f"volume shape {tuple(volume.shape)} != (B, {expected})")
         patches = self.to_query_dim(self.vision(volume))  # (B, N, C)
         observation_tokens, patch_tokens, attention = self.queries(patches)
+        if self.readout is not None:
+            observation_tokens = observation_tokens + self.readout(patches)  # (B, S, C)
         projected = self.observation_proj(observation_tokens).float()  # (B, S, E)
         if self.image_center is not None:
             projected = self.image_center(projected)

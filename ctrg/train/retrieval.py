@@ -4,7 +4,9 @@ Structure-summed cosine retrieval: case i's volume scores every candidate report
 ``sum_s v_{i,s} . t_{j,s}``; top-k accuracy asks whether the true report ranks in the
 top k. Candidates with identical texts (common with default sentences) are merged first,
 so a tie among identical reports is neither a hit nor a miss by luck; rank = number of
-distinct candidates scoring strictly higher. Per-structure retrieval does the same with
+distinct candidates scoring strictly higher. ``retrieval_mean_rank`` is the mean 1-based
+rank of the true report (chance (G + 1) / 2 for G distinct candidates): on a small
+validation set it is far less noisy than top-1. Per-structure retrieval does the same with
 ``v_{i,s} . t_{j,s}`` over the distinct texts of structure s. Chance = k / #candidates.
 """
 
@@ -56,6 +58,8 @@ def retrieval_metrics(
         metrics[f"retrieval_top{k}"] = float((ranks < k).float().mean())
         metrics[f"retrieval_top{k}_chance"] = min(k, groups) / groups
     metrics["retrieval_candidates"] = groups
+    metrics["retrieval_mean_rank"] = float(ranks.float().mean()) + 1.0
+    metrics["retrieval_mean_rank_chance"] = (groups + 1) / 2
     for s, name in enumerate(names):
         key = name.replace(" ", "_")
         text_groups = torch.unique(text[:, s], dim=0, return_inverse=True)[1]

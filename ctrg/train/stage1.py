@@ -154,11 +154,14 @@ def make_evaluate(
         loss, _ = structure_contrastive_loss(image, text, module.loss_config)
         metrics["valid_loss"] = float(loss)
         log.info(
-            "step %d: retrieval top1 %.3f top5 %.3f (chance %.3f), valid loss %.3f",
+            "step %d: retrieval top1 %.3f top5 %.3f (chance %.3f), mean rank %.1f (chance %.1f),"
+            " valid loss %.3f",
             step,
             metrics["retrieval_top1"],
             metrics["retrieval_top5"],
             metrics["retrieval_top1_chance"],
+            metrics["retrieval_mean_rank"],
+            metrics["retrieval_mean_rank_chance"],
             metrics["valid_loss"],
         )
         return metrics
