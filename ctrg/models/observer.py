@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from ctrg.anatomy import CHEST_STRUCTURES
+from ctrg.models.centering import EmbeddingCentering, batch_sum  # noqa: F401 (re-export)
 from ctrg.models.queries import StructureQueries
 from ctrg.models.readout import SpatialReadout
 from ctrg.models.vision import VisionEncoder
@@ -85,62 +85,6 @@ class VisualOutput:
     observation_embeddings: torch.Tensor
 
 
-def batch_sum(values: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum over the first axis and the number of rows, over all ranks when distributed.
-
-    The sum goes through an autograd all-reduce, so each rank's rows get the gradient of
-    every rank's loss. Returns ((...) sum, global row count).
-    """
-    total, count = values.sum(dim=0), values.shape[0]
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_reduce
-
-        total = all_reduce(total)
-        counts = torch.tensor([count], device=values.device)
-        dist.all_reduce(counts)
-        count = int(counts)
-    return total, count
-
-
-class EmbeddingCentering(nn.Module):
-    """Subtract the per-query mean of the projected observations (BatchNorm-style centring).
-
-    Training: the mean over the batch (gradients flow through it) is subtracted and a
-    running mean is updated with ``momentum``; with a single case in the whole batch the
-    running mean is used instead (a batch mean would zero the embedding). Evaluation: the
-    running mean. Under DDP the mean is over all ranks' cases (an autograd all-reduce, as
-    SyncBatchNorm does), so 2 ranks of batch 2 train exactly like 1 process of batch 4.
-
-    Why: the structure queries start identical for every case and attend almost uniformly
-    to the patches, so every observation is dominated by one shared vector; the contrastive
-    loss rewards that vector (the most typical text) and the case-specific part stays ~1% of
-    the embedding (mean cosine of different cases 0.9999 after 150 steps on the phantom).
-    Centring removes the shared part so the loss sees only what differs between cases.
-
-    Args:
-        num_queries: S. dim: embedding width E. momentum: running-mean update rate.
-    """
-
-    def __init__(self, num_queries: int, dim: int, momentum: float = 0.1) -> None:
-        super().__init__()
-        self.momentum = momentum
-        self.register_buffer("running_mean", torch.zeros(num_queries, dim))
-
-    def forward(self, projected: torch.Tensor) -> torch.Tensor:
-        """(B, S, E) projected observations -> (B, S, E) centred (not normalised)."""
-        if self.training:
-            total, count = batch_sum(projected)
-            if count > 1:
-                mean = total / count  # (S, E)
-                self._update(mean)
-                return projected - mean
-        return projected - self.running_mean.to(projected.dtype)
-
-    @torch.no_grad()
-    def _update(self, mean: torch.Tensor) -> None:
-        self.running_mean.lerp_(mean.detach().float(), self.momentum)
-
-
 class StructureObserver(nn.Module):
     """The stage-1 model (see module doc)."""
 
@@ -163,7 +107,10 @@ class StructureObserver(nn.Module):
         )
         self.to_query_dim = nn.Linear(config.vision_dim, config.query_dim)
         self.queries = StructureQueries(
-            config.num_queries, config.query_dim, config.query_heads, config.coattention_layers
+            config.num_queries,
+            config.query_dim,
+            config.query_heads,
+            config.coattention_layers,
         )
         self.readout = (
             SpatialReadout(
