@@ -3,6 +3,12 @@
 Each input is ``results/<run>/eval/metrics.json`` of a benchmark row (``bench_<row>_s<seed>``)
 or a baseline (``baseline_<name>``). Per row: mean +/- sd over seeds, and the bootstrap 95% CI
 of the first seed's run as ``metrics.json`` reports it.
+
+A second table reads each benchmark row's ``results/<run>/stage1/summary.json``: the last
+validation retrieval (top-1, top-5, mean rank, each with its chance level) and the attention
+check (share of the lung and heart queries' top patches touching their structure, with
+chance). The stage-1 switches act there first; a decoder that ignores the image (see the
+shuffled-image control) hides them from the report metrics.
 """
 
 from __future__ import annotations
@@ -97,6 +103,62 @@ def markdown(rows: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+STAGE1_COLUMNS: dict[str, str] = {
+    "retrieval_top1": "top-1",
+    "retrieval_top5": "top-5",
+    "retrieval_mean_rank": "mean rank",
+}
+"""Stage-1 summary ``final`` key -> column title (each shown with its ``<key>_chance``)."""
+
+
+def stage1_values(summary: dict[str, Any]) -> dict[str, float]:
+    """Last validation retrieval and the lung/heart attention check of one stage-1 summary."""
+    final = summary.get("final") or {}
+    values = {}
+    for key in STAGE1_COLUMNS:
+        if key in final:
+            values[key], values[f"{key}_chance"] = final[key], final[f"{key}_chance"]
+    attention = (summary.get("attention_concentration") or {}).get("per_structure", {})
+    for structure in ("lung", "heart"):
+        if structure in attention:
+            values[f"attention_{structure}"] = attention[structure]["hit_any"]
+            values[f"attention_{structure}_chance"] = attention[structure]["chance_any"]
+    return values
+
+
+def summarise_stage1(paths: list[Path]) -> dict[str, dict[str, float]]:
+    """Per benchmark row: the mean over seeds of :func:`stage1_values` (rows with a summary)."""
+    collected: dict[str, list[dict[str, float]]] = {}
+    for path in sorted(paths):
+        summary_path = path.parent.parent / "stage1" / "summary.json"
+        if path.parent.parent.name.startswith("baseline_") or not summary_path.exists():
+            continue
+        name, _ = row_of(path)
+        collected.setdefault(name, []).append(stage1_values(json.loads(summary_path.read_text())))
+    return {
+        name: {k: statistics.fmean(v[k] for v in values) for k in values[0]}
+        for name, values in collected.items()
+    }
+
+
+def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
+    """Stage-1 table: value (chance) per column."""
+    titles = [*STAGE1_COLUMNS.values(), "lung attention", "heart attention"]
+    keys = [*STAGE1_COLUMNS, "attention_lung", "attention_heart"]
+    lines = ["| row | " + " | ".join(titles) + " |", "|" + "---|" * (len(keys) + 1)]
+    for name, values in rows.items():
+        cells = [
+            f"{values[k]:.3f} ({values[k + '_chance']:.3f})" if k in values else "n/a" for k in keys
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "Stage 1, validation split, last step: value (chance). Attention: share of the query's"
+        " top patches touching its structure's mask."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctrg bench quality", description=__doc__)
     parser.add_argument("metrics", nargs="+", type=Path)
@@ -105,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     rows = summarise(args.metrics)
+    stage1 = summarise_stage1(args.metrics)
     table = markdown(rows)
+    if stage1:
+        table += "\n" + stage1_markdown(stage1)
     atomic_write_text(args.out_md, table)
-    atomic_write_json(args.out_json, {"rows": rows, "provenance": provenance()})
+    atomic_write_json(args.out_json, {"rows": rows, "stage1": stage1, "provenance": provenance()})
     print(table)
     return 0

@@ -1,0 +1,64 @@
+"""The ablation/baseline quality table (ctrg bench quality), by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ctrg.bench.quality import COLUMNS, main, summarise, summarise_stage1
+
+
+def write_run(root, run: str, value: float, stage1: dict | None = None):
+    path = root / run / "eval" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    metrics = {key: value for key in COLUMNS}
+    metrics["ci"] = {"bleu_4": [value - 0.01, value + 0.01]}
+    path.write_text(json.dumps(metrics))
+    if stage1 is not None:
+        (root / run / "stage1").mkdir()
+        (root / run / "stage1" / "summary.json").write_text(json.dumps(stage1))
+    return path
+
+
+def stage1_summary(top1: float) -> dict:
+    final = {
+        "retrieval_top1": top1,
+        "retrieval_top1_chance": 0.1,
+        "retrieval_top5": 0.5,
+        "retrieval_top5_chance": 0.5,
+        "retrieval_mean_rank": 3.0,
+        "retrieval_mean_rank_chance": 5.5,
+    }
+    attention = {"per_structure": {"lung": {"hit_any": 0.8, "chance_any": 0.3}}}
+    return {"final": final, "attention_concentration": attention}
+
+
+def test_rows_mean_sd_ci_and_stage1_table(tmp_path, capsys):
+    paths = [
+        write_run(tmp_path, "bench_full_s0", 0.2, stage1_summary(0.3)),
+        write_run(tmp_path, "bench_full_s1", 0.4, stage1_summary(0.5)),
+        write_run(tmp_path, "baseline_most_frequent", 0.1),
+    ]
+    rows = summarise(paths)
+    full = rows["full"]
+    assert full["seeds"] == [0, 1]
+    assert full["mean"]["bleu_4"] == pytest.approx(0.3)
+    assert full["sd"]["bleu_4"] == pytest.approx(0.1414, abs=1e-4)  # stdev of 0.2, 0.4
+    assert full["ci"]["bleu_4"] == [pytest.approx(0.19), pytest.approx(0.21)]  # first seed
+    stage1 = summarise_stage1(paths)
+    assert set(stage1) == {"full"}  # baselines have no stage 1
+    assert stage1["full"]["retrieval_top1"] == pytest.approx(0.4)
+    assert stage1["full"]["attention_lung"] == 0.8 and "attention_heart" not in stage1["full"]
+    out_md, out_json = tmp_path / "q.md", tmp_path / "q.json"
+    assert main([*map(str, paths), "--out-md", str(out_md), "--out-json", str(out_json)]) == 0
+    table = out_md.read_text()
+    assert "| full | 2 | 0.300 ± 0.141" in table
+    assert "| full | 0.400 (0.100) | 0.500 (0.500) | 3.000 (5.500) | 0.800 (0.300) | n/a |" in table
+    assert json.loads(out_json.read_text())["stage1"]["full"]["retrieval_mean_rank"] == 3.0
+
+
+def test_unknown_run_name_is_refused(tmp_path):
+    path = write_run(tmp_path, "my_run", 0.2)
+    with pytest.raises(ValueError, match="my_run"):
+        summarise([path])
