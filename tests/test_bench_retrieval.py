@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from stage1_helpers import make_tiny_data
+from stage1_helpers import make_tiny_data, tiny_config
 
 from ctrg.bench.stage1_retrieval import main, permutation_test, rank_stats
 from ctrg.models.observer import ObserverConfig, StructureObserver, observer_config_dict
@@ -40,21 +40,9 @@ def test_cli_on_a_saved_model(tmp_path, capsys):
     from ctrg.models.text_cache import load_text_cache
 
     cache = load_text_cache(paths["cache"])
-    config = ObserverConfig(
-        volume_shape=(16, 32, 32),
-        patch_shape=(8, 16, 16),
-        vision_dim=16,
-        vision_heads=2,
-        vision_dim_head=8,
-        spatial_depth=1,
-        temporal_depth=1,
-        query_dim=16,
-        query_heads=2,
-        embed_dim=8,
-        text_dim=cache.embeddings.shape[-1],
-        num_structures=cache.embeddings.shape[1],
-        spatial_readout=True,
-    )
+    model = tiny_config()["stage1"]["model"]
+    shapes = {"text_dim": cache.embeddings.shape[-1], "num_structures": cache.embeddings.shape[1]}
+    config = ObserverConfig.from_dict({**model, **shapes, "spatial_readout": True})
     observer = StructureObserver(config)
     model = tmp_path / "model.pt"
     torch.save({"model": observer.state_dict(), "observer": observer_config_dict(config)}, model)
