@@ -5,11 +5,15 @@ Used by stage 1 (training), feature extraction and inference::
     observer = load_stage1("results/default/stage1/model.pt", device)
     out = observer.encode_volume(volume)       # volume (B, 1, D, H, W) in [-1, 1]
     out.observation_tokens   # (B, S, C)  C = query_dim, after the co-attention blocks
+                             #            (+ the spatial readout when enabled)
     out.patch_tokens         # (B, N, C)  patch tokens after the co-attention blocks
     out.attention            # (B, heads, S, N) last block's query-to-patch attention
     out.observation_embeddings  # (B, S, E) L2-normalised (linear C->E, no bias)
 
-With ``queries = "global"`` (ablation) S = 1.
+With ``queries = "global"`` (ablation) S = 1. The dataclass defaults are the paper's
+observer (co-attention only, no centring); the workflow default (``stage1.schema.yaml``)
+switches on ``spatial_readout``, ``image_centering`` and ``text_centering``
+(docs/stage1.md).
 """
 
 from __future__ import annotations
