@@ -58,6 +58,19 @@ def test_rows_mean_sd_ci_and_stage1_table(tmp_path, capsys):
     assert json.loads(out_json.read_text())["stage1"]["full"]["retrieval_mean_rank"] == 3.0
 
 
+def test_a_row_run_only_to_stage1_joins_the_stage1_table(tmp_path):
+    paths = [write_run(tmp_path, "bench_full_s0", 0.2, stage1_summary(0.3))]
+    only = tmp_path / "bench_no_queue_s0" / "stage1"
+    only.mkdir(parents=True)
+    (only / "summary.json").write_text(json.dumps(stage1_summary(0.2)))
+    out_md, out_json = tmp_path / "q.md", tmp_path / "q.json"
+    args = [str(paths[0]), str(only / "summary.json"), "--out-md", str(out_md)]
+    assert main([*args, "--out-json", str(out_json)]) == 0
+    result = json.loads(out_json.read_text())
+    assert set(result["rows"]) == {"full"}
+    assert result["stage1"]["no_queue"]["retrieval_top1"] == pytest.approx(0.2)
+
+
 def test_unknown_run_name_is_refused(tmp_path):
     path = write_run(tmp_path, "my_run", 0.2)
     with pytest.raises(ValueError, match="my_run"):

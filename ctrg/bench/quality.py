@@ -4,7 +4,8 @@ Each input is ``results/<run>/eval/metrics.json`` of a benchmark row (``bench_<r
 or a baseline (``baseline_<name>``). Per row: mean +/- sd over seeds, and the bootstrap 95% CI
 of the first seed's run as ``metrics.json`` reports it.
 
-A second table reads each benchmark row's ``results/<run>/stage1/summary.json``: the last
+A second table reads each benchmark row's ``results/<run>/stage1/summary.json`` (found next to
+its ``eval/metrics.json``, or given directly for a row run only to stage 1): the last
 validation retrieval (top-1, top-5, mean rank, each with its chance level) and the attention
 check (share of the lung and heart queries' top patches touching their structure, with
 chance). The stage-1 switches act there first; a decoder that ignores the image (see the
@@ -127,13 +128,17 @@ def stage1_values(summary: dict[str, Any]) -> dict[str, float]:
 
 
 def summarise_stage1(paths: list[Path]) -> dict[str, dict[str, float]]:
-    """Per benchmark row: the mean over seeds of :func:`stage1_values` (rows with a summary)."""
+    """Per benchmark row: the mean over seeds of :func:`stage1_values` (rows with a summary).
+
+    ``paths``: ``results/<run>/eval/metrics.json`` or ``results/<run>/stage1/summary.json``.
+    """
     collected: dict[str, list[dict[str, float]]] = {}
-    for path in sorted(paths):
-        summary_path = path.parent.parent / "stage1" / "summary.json"
-        if path.parent.parent.name.startswith("baseline_") or not summary_path.exists():
+    runs = sorted({path.parent.parent for path in paths})
+    for run in runs:
+        summary_path = run / "stage1" / "summary.json"
+        if run.name.startswith("baseline_") or not summary_path.exists():
             continue
-        name, _ = row_of(path)
+        name, _ = row_of(run / "eval" / "metrics.json")
         collected.setdefault(name, []).append(stage1_values(json.loads(summary_path.read_text())))
     return {
         name: {k: statistics.fmean(v[k] for v in values) for k in values[0]}
@@ -161,12 +166,18 @@ def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctrg bench quality", description=__doc__)
-    parser.add_argument("metrics", nargs="+", type=Path)
+    parser.add_argument(
+        "metrics",
+        nargs="+",
+        type=Path,
+        help="results/<run>/eval/metrics.json, or results/<run>/stage1/summary.json for a row"
+        " run only to stage 1 (stage-1 table only)",
+    )
     parser.add_argument("--out-md", type=Path, required=True)
     parser.add_argument("--out-json", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    rows = summarise(args.metrics)
+    rows = summarise([p for p in args.metrics if p.parent.name != "stage1"])
     stage1 = summarise_stage1(args.metrics)
     table = markdown(rows)
     if stage1:
