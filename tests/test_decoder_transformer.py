@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ctrg.features.select import assemble_visual_tokens
@@ -96,3 +97,35 @@ def test_learns_image_dependent_reports_and_generates_them() -> None:
         cfg = GenerationConfig(strategy=strategy, num_beams=3, min_length=1, max_length=10)
         generated = generate_ids(model, visual, bos_id=2, eos_id=3, pad_id=0, cfg=cfg)
         assert generated == [[5, 6, 7], [9, 8]]
+
+
+class _Recorder(torch.nn.Module):
+    """Stands in for a decoder: records its input ids, returns uniform logits."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab, self.seen = vocab, None
+
+    def forward(self, tokens, kind, structure, input_ids):  # type: ignore[no-untyped-def]
+        self.seen = input_ids.clone()
+        return torch.zeros(*input_ids.shape, self.vocab, requires_grad=True)
+
+
+def test_input_dropout_replaces_inputs_but_not_first_pad_or_targets():
+    from ctrg.features.select import VisualTokens
+
+    visual = VisualTokens(torch.zeros(2, 1, 4), torch.zeros(1).long(), torch.zeros(1).long())
+    ids = torch.tensor([[2, 5, 6, 7, 3, 0, 0], [2, 8, 9, 3, 0, 0, 0]])  # BOS=2 EOS=3 pad=0
+    model = _Recorder(vocab=10)
+    plain = teacher_forced_loss(model, visual, ids, pad_id=0)
+    assert torch.equal(model.seen, ids[:, :-1])
+    torch.manual_seed(0)
+    dropped = teacher_forced_loss(model, visual, ids, 0, input_dropout=0.95, unk_id=1)
+    seen = model.seen
+    assert torch.equal(seen[:, 0], ids[:, 0])  # the first input is never dropped
+    assert torch.equal(seen == 0, ids[:, :-1] == 0)  # padding stays padding
+    assert ((seen == 1) | (seen == ids[:, :-1])).all() and (seen == 1).sum() >= 4
+    # uniform logits: the loss is log(V) over the same 7 targets either way
+    assert torch.allclose(plain, dropped) and torch.allclose(plain, torch.log(torch.tensor(10.0)))
+    with pytest.raises(ValueError, match="unk_id"):
+        teacher_forced_loss(model, visual, ids, 0, input_dropout=0.5)

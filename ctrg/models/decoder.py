@@ -268,6 +268,8 @@ def teacher_forced_loss(
     token_ids: torch.Tensor,
     pad_id: int,
     label_smoothing: float = 0.0,
+    input_dropout: float = 0.0,
+    unk_id: int | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of predicting ``token_ids[:, 1:]`` from ``token_ids[:, :-1]``.
 
@@ -277,11 +279,24 @@ def teacher_forced_loss(
         token_ids: (B, L) ``[BOS] ... [EOS]`` right-padded with ``pad_id``.
         pad_id: padding id; those targets are ignored.
         label_smoothing: cross-entropy label smoothing in [0, 1).
+        input_dropout: probability of replacing each decoder *input* token (never the
+            first, never padding) by ``unk_id``; targets are unchanged ("word dropout").
+            The decoder can then not predict the report from its own prefix alone and has
+            to read the visual tokens.
+        unk_id: the replacement id (required when ``input_dropout > 0``).
 
     Returns:
         Scalar loss.
     """
-    logits = model(visual.tokens, visual.kind, visual.structure, token_ids[:, :-1])  # (B,L-1,V)
+    inputs = token_ids[:, :-1]  # (B, L-1)
+    if input_dropout > 0:
+        if unk_id is None:
+            raise ValueError("input_dropout > 0 needs unk_id")
+        drop = torch.rand(inputs.shape, device=inputs.device) < input_dropout
+        drop[:, 0] = False
+        drop &= inputs != pad_id
+        inputs = inputs.masked_fill(drop, unk_id)
+    logits = model(visual.tokens, visual.kind, visual.structure, inputs)  # (B, L-1, V)
     targets = token_ids[:, 1:]
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
