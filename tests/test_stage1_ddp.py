@@ -18,15 +18,22 @@ from ctrg.train.loop import LoopConfig, Trainer
 from ctrg.train.stage1 import build_model, step_fn
 
 # With image_centering a shift shared by every case's observation is subtracted again, so
-# these tensors get no gradient in exact arithmetic; Adam turns their rounding-level
-# gradients into steps of ~lr (and the running mean follows them). They are the only ones
-# allowed to differ between 2 ranks and 1 process.
+# these tensors get no gradient in exact arithmetic; the co-attention key biases never do
+# (they add the same amount to every logit of a query, which softmax ignores). Adam turns
+# rounding-level gradients into steps of up to ~lr (and the running mean follows them), so
+# these are the only tensors allowed to differ between 2 ranks and 1 process.
 CENTERING_NULL_SPACE = {
     "observer.queries.norm_queries.bias",
     "observer.readout.reduce.bias",
     "observer.readout.expand.bias",
     "observer.image_center.running_mean",
 }
+
+
+def null_space(key: str, centering: bool) -> bool:
+    """Is ``key`` a tensor the loss cannot depend on (with or without centring)?"""
+    key_bias = key.startswith("observer.queries.") and key.endswith("to_k.bias")
+    return key_bias or (centering and key in CENTERING_NULL_SPACE)
 
 
 def train(
@@ -84,7 +91,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path, centering):
     mp.spawn(_worker, args=(2, free_port(), paths, str(ddp_out), centering), nprocs=2, join=True)
     ddp = torch.load(ddp_out / "ddp_state.pt", weights_only=True)
     single = train(paths, str(tmp_path / "single"), batch_size=4, centering=centering)
-    skip = CENTERING_NULL_SPACE if centering else set()
+    skip = {key for key in single if null_space(key, centering)}
+    assert len(skip) < len(single) // 10  # the check still covers nearly every tensor
     # the queue sees the same texts in the same order: bit-identical
     for key in ("queue.features", "queue.filled", "queue.scores"):
         assert torch.equal(ddp[key], single[key]), key
