@@ -16,9 +16,10 @@ def test_rank_stats_by_hand():
     e = torch.eye(3)
     text = e[:, None, :]  # (N=3, S=1, E=3), three distinct reports
     image = e[[0, 2, 1]][:, None, :]  # case 0 right, cases 1 and 2 swapped
-    stats, count = rank_stats(image, text)
+    similarity = torch.einsum("ise,jse->ij", image, text)
+    stats = rank_stats(similarity, torch.arange(3))
     # 1-based ranks: case 0 -> 1; case 1 scores text 2 highest -> own text ranks 2 (tie-free)
-    assert count == 3
+    assert permutation_test(image, text, permutations=1)["candidates"] == 3
     assert stats[0] == pytest.approx(1 / 3) and stats[1] == 1.0
     assert stats[2] == pytest.approx((1 + 2 + 2) / 3)
 

@@ -21,49 +21,36 @@ import numpy as np
 import torch
 
 from ctrg.data.dataset import VolumeTextDataset
+from ctrg.losses import LossConfig
 from ctrg.models.observer import load_stage1
 from ctrg.models.text_cache import load_text_cache
 from ctrg.runtime import atomic_write_json, setup_logging
 from ctrg.train.retrieval import embed_dataset, grouped_ranks
+from ctrg.train.stage1 import Stage1Model
 
 log = logging.getLogger(__name__)
 
 
-class _Wrapped(torch.nn.Module):
-    """What ``embed_dataset`` expects of a Stage1Model: ``observer`` and ``text_targets``."""
-
-    def __init__(self, observer: torch.nn.Module) -> None:
-        super().__init__()
-        self.observer = observer
-
-    def text_targets(self, text_features: torch.Tensor, report_features: torch.Tensor):  # type: ignore[no-untyped-def]
-        if self.observer.config.queries == "global":
-            return self.observer.encode_text(report_features[:, None, :])
-        return self.observer.encode_text(text_features)
-
-
-def rank_stats(image: torch.Tensor, text: torch.Tensor) -> tuple[np.ndarray, int]:
-    """(top-1, top-5, mean 1-based rank) of image (N, S, E) against text (N, S, E)."""
-    groups = torch.unique(text.reshape(len(text), -1), dim=0, return_inverse=True)[1]
-    ranks, count = grouped_ranks(torch.einsum("ise,jse->ij", image, text), groups)
-    ranks = ranks.float()
-    return np.array(
-        [(ranks < 1).float().mean(), (ranks < 5).float().mean(), ranks.mean() + 1]
-    ), count
+def rank_stats(similarity: torch.Tensor, groups: torch.Tensor) -> np.ndarray:
+    """(top-1, top-5, mean 1-based rank) from similarity (N, N) and report groups (N,)."""
+    ranks = grouped_ranks(similarity, groups)[0].float()
+    return np.array([(ranks < 1).float().mean(), (ranks < 5).float().mean(), ranks.mean() + 1])
 
 
 def permutation_test(
     image: torch.Tensor, text: torch.Tensor, permutations: int, seed: int = 0
 ) -> dict[str, Any]:
-    """Real statistics, their permutation-null means and one-sided p-values."""
-    real, count = rank_stats(image, text)
+    """Real statistics, their permutation-null means and one-sided p-values.
+
+    Shuffling the pairing permutes the candidate columns (and their report groups), so the
+    similarity matrix and the groups are computed once.
+    """
+    similarity = torch.einsum("ise,jse->ij", image, text)  # (N, N)
+    groups = torch.unique(text.reshape(len(text), -1), dim=0, return_inverse=True)[1]
+    real, count = rank_stats(similarity, groups), int(groups.max()) + 1
     generator = torch.Generator().manual_seed(seed)
-    null = np.stack(
-        [
-            rank_stats(image, text[torch.randperm(len(text), generator=generator)])[0]
-            for _ in range(permutations)
-        ]
-    )
+    shuffles = [torch.randperm(len(text), generator=generator) for _ in range(permutations)]
+    null = np.stack([rank_stats(similarity[:, p], groups[p]) for p in shuffles])
     better = [null[:, 0] >= real[0], null[:, 1] >= real[1], null[:, 2] <= real[2]]
     names = ("top1", "top5", "mean_rank")
     result: dict[str, Any] = {"cases": len(text), "candidates": count}
@@ -86,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     observer = load_stage1(args.model)
+    model = Stage1Model(observer, LossConfig(), queue_kind="none")  # for its text_targets
     cache = load_text_cache(args.text_cache)
     shape = tuple(observer.config.volume_shape)
     images, texts = [], []
     for split in args.splits:
         data = VolumeTextDataset(args.volumes, cache, split, expected_shape=shape)
         if len(data):
-            image, text, _ = embed_dataset(_Wrapped(observer), data, torch.device("cpu"), 8)
+            image, text, _ = embed_dataset(model, data, torch.device("cpu"), 8)
             images.append(image)
             texts.append(text)
     if not images or sum(len(t) for t in texts) < 2:

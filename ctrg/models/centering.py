@@ -1,7 +1,6 @@
 """Batch-mean centring (BatchNorm-style, without scaling), synchronised across DDP ranks.
 
-Used for the projected observations (``stage1.model.image_centering``) and for the patch
-values the structure queries read (``value_centering``).
+Used for the projected observations (``stage1.model.image_centering``).
 """
 
 from __future__ import annotations

@@ -291,7 +291,7 @@ def teacher_forced_loss(
     inputs = token_ids[:, :-1]  # (B, L-1)
     if input_dropout > 0:
         if unk_id is None:
-            raise ValueError("input_dropout > 0 needs unk_id")
+            raise ValueError("input_dropout > 0 needs unk_id (a tokenizer with an unknown token)")
         drop = torch.rand(inputs.shape, device=inputs.device) < input_dropout
         drop[:, 0] = False
         drop &= inputs != pad_id

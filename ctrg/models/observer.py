@@ -10,9 +10,9 @@ Used by stage 1 (training), feature extraction and inference::
     out.attention            # (B, heads, S, N) last block's query-to-patch attention
     out.observation_embeddings  # (B, S, E) L2-normalised (linear C->E, no bias)
 
-With ``queries = "global"`` (ablation) S = 1. The dataclass defaults are the paper's
-observer (co-attention only, no centring); the workflow default (``stage1.schema.yaml``)
-switches on ``spatial_readout``, ``image_centering`` and ``text_centering``
+With ``queries = "global"`` (ablation) S = 1. The defaults, here and in the workflow
+(``stage1.schema.yaml``), are the paper's observer (co-attention only, no centring);
+``spatial_readout``, ``image_centering`` and ``text_centering`` are measured options
 (docs/stage1.md).
 """
 
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctrg.anatomy import CHEST_STRUCTURES
-from ctrg.models.centering import EmbeddingCentering, batch_sum  # noqa: F401 (re-export)
+from ctrg.models.centering import EmbeddingCentering
 from ctrg.models.queries import StructureQueries
 from ctrg.models.readout import SpatialReadout
 from ctrg.models.vision import VisionEncoder
@@ -111,10 +111,7 @@ class StructureObserver(nn.Module):
         )
         self.to_query_dim = nn.Linear(config.vision_dim, config.query_dim)
         self.queries = StructureQueries(
-            config.num_queries,
-            config.query_dim,
-            config.query_heads,
-            config.coattention_layers,
+            config.num_queries, config.query_dim, config.query_heads, config.coattention_layers
         )
         self.readout = (
             SpatialReadout(

@@ -240,8 +240,6 @@ def make_trainer(
     )
     label_smoothing, pad_id = section["label_smoothing"], tokenizer.pad_id
     dropout, unk_id = section["input_dropout"], getattr(tokenizer, "unk_id", None)
-    if dropout > 0 and unk_id is None:
-        raise ValueError("stage2.input_dropout > 0 needs a tokenizer with an unknown-token id")
 
     def step_fn(module: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         loss = teacher_forced_loss(
