@@ -2,7 +2,7 @@
 import json
 
 import ctrg.config
-from ctrg.bench.rows import config_for_run, load_rows, run_name
+from ctrg.bench.rows import config_for_run, load_rows, run_name, stage1_run
 
 config.update(ctrg.config.resolve(config))
 RUN = config["run"]
@@ -55,6 +55,12 @@ def ground_truth_labels(wildcards):
 
 def ground_truth_flags(wildcards, input):
     return " ".join(f"--ground-truth {path}" for path in input.ground_truth)
+
+
+def stage1_checkpoint(wildcards):
+    """The stage-1 model a run freezes: its own, or for a benchmark row that changes only
+    stage 2 (all_patches) the full row's of the same seed (ctrg.bench.rows.stage1_run)."""
+    return f"results/{stage1_run(config, wildcards.run)}/stage1/model.pt"
 
 
 def bench_row_metrics(wildcards):

@@ -3,7 +3,7 @@
 
 rule freeze:
     input:
-        checkpoint="results/{run}/stage1/model.pt",
+        checkpoint=stage1_checkpoint,
     output:
         frozen="results/{run}/frozen/model.safetensors",
         meta="results/{run}/frozen/frozen.json",

@@ -22,6 +22,17 @@ def test_config_for_run_applies_row_overrides_and_seed():
         rows.config_for_run(base, "bench_nonsense_s0")
 
 
+def test_rows_that_change_only_stage2_share_the_full_rows_stage1():
+    base = cfg.resolve({})
+    assert rows.stage1_run(base, "bench_all_patches_s1") == "bench_full_s1"
+    assert rows.stage1_run(base, "bench_full_s1") == "bench_full_s1"
+    assert rows.stage1_run(base, "bench_fifo_queue_s1") == "bench_fifo_queue_s1"
+    assert rows.stage1_run(base, base["run"]) == base["run"]
+    # a change to the workflow config applies to both rows alike: still shared
+    other = rows.deep_merge(base, {"text": {"default_sentence": "Nothing in {structure}."}})
+    assert rows.stage1_run(other, "bench_all_patches_s0") == "bench_full_s0"
+
+
 def test_every_row_override_is_a_valid_config():
     for name, row in rows.load_rows()["rows"].items():
         merged = rows.deep_merge(cfg.resolve({}), row["overrides"])

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 _RUN = re.compile(r"^bench_(?P<row>[a-z_]+?)_s(?P<seed>\d+)$")
+# Config sections read only after stage 1: rows that change nothing else share stage 1.
+DOWNSTREAM_OF_STAGE1 = frozenset({"features", "stage2", "generate", "evaluate"})
 
 
 @cache
@@ -53,3 +55,24 @@ def config_for_run(config: dict[str, Any], run: str) -> dict[str, Any]:
     merged["run"] = run
     merged["seed"] = int(match["seed"])
     return merged
+
+
+def _upstream(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in DOWNSTREAM_OF_STAGE1 | {"run"}}
+
+
+def stage1_run(config: dict[str, Any], run: str) -> str:
+    """The run whose stage-1 model ``run`` freezes.
+
+    A benchmark row whose config equals the ``full`` row's (same seed) in every section
+    read up to stage 1 (e.g. ``all_patches``, which changes only features and stage 2)
+    reuses that row's stage-1 model instead of training an identical one. Every other run
+    uses its own.
+    """
+    match = _RUN.match(run)
+    if match is None or run == config.get("run") or "full" not in load_rows()["rows"]:
+        return run
+    full = run_name("full", int(match["seed"]))
+    if _upstream(config_for_run(config, run)) == _upstream(config_for_run(config, full)):
+        return full
+    return run
