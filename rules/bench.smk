@@ -28,9 +28,32 @@ rule bench_baseline:
         " --reports {input.reports} --out {output.predictions} > {log} 2>&1"
 
 
+rule stage1_heldout_retrieval:
+    input:
+        checkpoint="results/{run}/stage1/model.pt",
+        volumes="results/volumes/manifest.csv",
+        text_cache="results/text_cache/embeddings.safetensors",
+    output:
+        json="results/{run}/stage1/heldout_retrieval.json",
+    log:
+        "logs/{run}/stage1_heldout_retrieval.log",
+    benchmark:
+        "benchmarks/{run}/stage1_heldout_retrieval.tsv"
+    conda:
+        "../envs/ctrg.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    shell:
+        "ctrg bench stage1-retrieval --model {input.checkpoint} --volumes {input.volumes}"
+        " --text-cache {input.text_cache} --out-json {output.json} > {log} 2>&1"
+
+
 rule bench_quality:
     input:
         rows=bench_row_metrics,
+        heldout=bench_heldout_retrieval,
         baselines=bench_baseline_metrics,
     output:
         table="results/bench/quality.md",

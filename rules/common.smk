@@ -72,6 +72,16 @@ def bench_row_metrics(wildcards):
     ]
 
 
+def bench_heldout_retrieval(wildcards):
+    """Held-out stage-1 retrieval of every benchmark row x seed that trains its own stage 1."""
+    runs = [run_name(row, seed) for row in BENCH["rows"] for seed in BENCH["seeds"]]
+    return [
+        f"results/{run}/stage1/heldout_retrieval.json"
+        for run in runs
+        if stage1_run(config, run) == run
+    ]
+
+
 def bench_baseline_metrics(wildcards):
     return [f"results/baseline_{name}/eval/metrics.json" for name in BENCH_BASELINES]
 

@@ -54,7 +54,10 @@ def test_rows_mean_sd_ci_and_stage1_table(tmp_path, capsys):
     assert main([*map(str, paths), "--out-md", str(out_md), "--out-json", str(out_json)]) == 0
     table = out_md.read_text()
     assert "| full | 2 | 0.300 ± 0.141" in table
-    assert "| full | 0.400 (0.100) | 0.500 (0.500) | 3.000 (5.500) | 0.800 (0.300) | n/a |" in table
+    assert (
+        "| full | 0.400 (0.100) | 0.500 (0.500) | 3.000 (5.500) | n/a | n/a | 0.800 (0.300) | n/a |"
+        in table
+    )
     assert json.loads(out_json.read_text())["stage1"]["full"]["retrieval_mean_rank"] == 3.0
 
 
@@ -63,12 +66,20 @@ def test_a_row_run_only_to_stage1_joins_the_stage1_table(tmp_path):
     only = tmp_path / "bench_no_queue_s0" / "stage1"
     only.mkdir(parents=True)
     (only / "summary.json").write_text(json.dumps(stage1_summary(0.2)))
+    heldout = {"top1": 0.05, "top1_null": 0.011, "mean_rank": 33.3, "mean_rank_null": 45.5}
+    (only / "heldout_retrieval.json").write_text(json.dumps(heldout))
     out_md, out_json = tmp_path / "q.md", tmp_path / "q.json"
     args = [str(paths[0]), str(only / "summary.json"), "--out-md", str(out_md)]
     assert main([*args, "--out-json", str(out_json)]) == 0
     result = json.loads(out_json.read_text())
     assert set(result["rows"]) == {"full"}
     assert result["stage1"]["no_queue"]["retrieval_top1"] == pytest.approx(0.2)
+    assert result["stage1"]["no_queue"]["heldout_mean_rank_chance"] == 45.5
+    assert "heldout_top1" not in result["stage1"]["full"]  # no held-out file for that row
+    assert (
+        "| no_queue | 0.200 (0.100) | 0.500 (0.500) | 3.000 (5.500) | 0.050 (0.011) | 33.300 (45.500) |"
+        in out_md.read_text()
+    )
 
 
 def test_unknown_run_name_is_refused(tmp_path):

@@ -112,10 +112,23 @@ STAGE1_COLUMNS: dict[str, str] = {
 """Stage-1 summary ``final`` key -> column title (each shown with its ``<key>_chance``)."""
 
 
-def stage1_values(summary: dict[str, Any]) -> dict[str, float]:
-    """Last validation retrieval and the lung/heart attention check of one stage-1 summary."""
+HELDOUT_COLUMNS: dict[str, str] = {
+    "top1": "held-out top-1",
+    "mean_rank": "held-out mean rank",
+}
+"""``ctrg bench stage1-retrieval`` JSON key -> column title (each shown with ``<key>_null``)."""
+
+
+def stage1_values(
+    summary: dict[str, Any], heldout: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """Last validation retrieval and the lung/heart attention check of one stage-1 summary,
+    plus the held-out retrieval (``results/<run>/stage1/heldout_retrieval.json``) if given."""
     final = summary.get("final") or {}
     values = {}
+    for key in HELDOUT_COLUMNS if heldout else ():
+        values[f"heldout_{key}"] = heldout[key]
+        values[f"heldout_{key}_chance"] = heldout[f"{key}_null"]
     for key in STAGE1_COLUMNS:
         if key in final:
             values[key], values[f"{key}_chance"] = final[key], final[f"{key}_chance"]
@@ -139,17 +152,24 @@ def summarise_stage1(paths: list[Path]) -> dict[str, dict[str, float]]:
         if run.name.startswith("baseline_") or not summary_path.exists():
             continue
         name, _ = row_of(run / "eval" / "metrics.json")
-        collected.setdefault(name, []).append(stage1_values(json.loads(summary_path.read_text())))
+        heldout_path = run / "stage1" / "heldout_retrieval.json"
+        heldout = json.loads(heldout_path.read_text()) if heldout_path.exists() else None
+        summary = json.loads(summary_path.read_text())
+        collected.setdefault(name, []).append(stage1_values(summary, heldout))
     return {
-        name: {k: statistics.fmean(v[k] for v in values) for k in values[0]}
+        name: {
+            k: statistics.fmean(v[k] for v in values) for k in set.intersection(*map(set, values))
+        }
         for name, values in collected.items()
     }
 
 
 def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
     """Stage-1 table: value (chance) per column."""
-    titles = [*STAGE1_COLUMNS.values(), "lung attention", "heart attention"]
-    keys = [*STAGE1_COLUMNS, "attention_lung", "attention_heart"]
+    titles = [*STAGE1_COLUMNS.values(), *HELDOUT_COLUMNS.values(), "lung attention"]
+    titles.append("heart attention")
+    keys = [*STAGE1_COLUMNS, *(f"heldout_{k}" for k in HELDOUT_COLUMNS), "attention_lung"]
+    keys.append("attention_heart")
     lines = ["| row | " + " | ".join(titles) + " |", "|" + "---|" * (len(keys) + 1)]
     for name, values in rows.items():
         cells = [
@@ -158,8 +178,9 @@ def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "Stage 1, validation split, last step: value (chance). Attention: share of the query's"
-        " top patches touching its structure's mask."
+        "Stage 1, validation split, last step: value (chance). Held-out: valid + test together"
+        " (`ctrg bench stage1-retrieval`), value (mean of 2,000 random re-pairings). Attention:"
+        " share of the query's top patches touching its structure's mask."
     )
     return "\n".join(lines) + "\n"
 
