@@ -13,7 +13,10 @@ def write_run(root, run: str, value: float, stage1: dict | None = None):
     path = root / run / "eval" / "metrics.json"
     path.parent.mkdir(parents=True)
     metrics = {key: value for key in COLUMNS}
-    metrics["ci"] = {"bleu_4": [value - 0.01, value + 0.01]}
+    # as ctrg evaluate writes it: headline value with its bootstrap CI
+    metrics["headline"] = {
+        "bleu_4": {"value": value, "ci_low": value - 0.01, "ci_high": value + 0.01}
+    }
     path.write_text(json.dumps(metrics))
     if stage1 is not None:
         (root / run / "stage1").mkdir()
@@ -41,6 +44,7 @@ def test_rows_mean_sd_ci_and_stage1_table(tmp_path, capsys):
         write_run(tmp_path, "baseline_most_frequent", 0.1),
     ]
     rows = summarise(paths)
+    assert list(rows) == ["full", "baseline_most_frequent"]  # rows.yaml order, baselines last
     full = rows["full"]
     assert full["seeds"] == [0, 1]
     assert full["mean"]["bleu_4"] == pytest.approx(0.3)
@@ -55,7 +59,7 @@ def test_rows_mean_sd_ci_and_stage1_table(tmp_path, capsys):
     table = out_md.read_text()
     assert "| full | 2 | 0.300 ± 0.141" in table
     assert (
-        "| full | 0.400 (0.100) | 0.500 (0.500) | 3.000 (5.500) | n/a | n/a | 0.800 (0.300) | n/a |"
+        "| full | 0.400 (0.100) | 0.500 (0.500) | 3.0 (5.5) | n/a | n/a | 0.800 (0.300) | n/a |"
         in table
     )
     assert json.loads(out_json.read_text())["stage1"]["full"]["retrieval_mean_rank"] == 3.0
@@ -77,7 +81,7 @@ def test_a_row_run_only_to_stage1_joins_the_stage1_table(tmp_path):
     assert result["stage1"]["no_queue"]["heldout_mean_rank_chance"] == 45.5
     assert "heldout_top1" not in result["stage1"]["full"]  # no held-out file for that row
     assert (
-        "| no_queue | 0.200 (0.100) | 0.500 (0.500) | 3.000 (5.500) | 0.050 (0.011) | 33.300 (45.500) |"
+        "| no_queue | 0.200 (0.100) | 0.500 (0.500) | 3.0 (5.5) | 0.050 (0.011) | 33.3 (45.5) |"
         in out_md.read_text()
     )
 

@@ -53,6 +53,10 @@ def row_of(metrics_path: Path) -> tuple[str, int]:
     )
 
 
+def _position(order: list[str], name: str) -> tuple[int, str]:
+    return (order.index(name) if name in order else len(order), name)
+
+
 def summarise(paths: list[Path]) -> dict[str, Any]:
     """Collect per-row values, mean, sd and the first seed's CI for every column."""
     rows: dict[str, dict[str, Any]] = {}
@@ -65,9 +69,11 @@ def summarise(paths: list[Path]) -> dict[str, Any]:
             if key not in metrics:
                 raise KeyError(f"{path}: no {key!r} (keys: {sorted(metrics)})")
             row["values"][key].append(float(metrics[key]))
-            ci = metrics.get("ci", {}).get(key)
+            ci = metrics.get("headline", {}).get(key)  # ctrg evaluate: value, ci_low, ci_high
             if ci is not None and key not in row["ci"]:
-                row["ci"][key] = ci
+                row["ci"][key] = [ci["ci_low"], ci["ci_high"]]
+    order = [*load_rows()["rows"], *(f"baseline_{k}" for k in load_rows()["baselines"])]
+    rows = dict(sorted(rows.items(), key=lambda item: _position(order, item[0])))
     for row in rows.values():
         row["mean"] = {k: statistics.fmean(v) for k, v in row["values"].items()}
         row["sd"] = {
@@ -173,7 +179,10 @@ def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
     lines = ["| row | " + " | ".join(titles) + " |", "|" + "---|" * (len(keys) + 1)]
     for name, values in rows.items():
         cells = [
-            f"{values[k]:.3f} ({values[k + '_chance']:.3f})" if k in values else "n/a" for k in keys
+            f"{values[k]:.{1 if 'rank' in k else 3}f} ({values[k + '_chance']:.{1 if 'rank' in k else 3}f})"
+            if k in values
+            else "n/a"
+            for k in keys
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
