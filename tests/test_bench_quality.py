@@ -67,7 +67,7 @@ def test_rows_mean_sd_ci_and_stage1_table(tmp_path, capsys):
 
 def test_a_row_run_only_to_stage1_joins_the_stage1_table(tmp_path):
     paths = [write_run(tmp_path, "bench_full_s0", 0.2, stage1_summary(0.3))]
-    only = tmp_path / "bench_no_queue_s0" / "stage1"
+    only = tmp_path / "bench_fifo_queue_s0" / "stage1"
     only.mkdir(parents=True)
     (only / "summary.json").write_text(json.dumps(stage1_summary(0.2)))
     heldout = {"top1": 0.05, "top1_null": 0.011, "mean_rank": 33.3, "mean_rank_null": 45.5}
@@ -77,11 +77,12 @@ def test_a_row_run_only_to_stage1_joins_the_stage1_table(tmp_path):
     assert main([*args, "--out-json", str(out_json)]) == 0
     result = json.loads(out_json.read_text())
     assert set(result["rows"]) == {"full"}
-    assert result["stage1"]["no_queue"]["retrieval_top1"] == pytest.approx(0.2)
-    assert result["stage1"]["no_queue"]["heldout_mean_rank_chance"] == 45.5
+    assert list(result["stage1"]) == ["full", "fifo_queue"]  # rows.yaml order, not alphabetical
+    assert result["stage1"]["fifo_queue"]["retrieval_top1"] == pytest.approx(0.2)
+    assert result["stage1"]["fifo_queue"]["heldout_mean_rank_chance"] == 45.5
     assert "heldout_top1" not in result["stage1"]["full"]  # no held-out file for that row
     assert (
-        "| no_queue | 0.200 (0.100) | 0.500 (0.500) | 3.0 (5.5) | 0.050 (0.011) | 33.3 (45.5) |"
+        "| fifo_queue | 0.200 (0.100) | 0.500 (0.500) | 3.0 (5.5) | 0.050 (0.011) | 33.3 (45.5) |"
         in out_md.read_text()
     )
 

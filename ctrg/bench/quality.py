@@ -162,11 +162,12 @@ def summarise_stage1(paths: list[Path]) -> dict[str, dict[str, float]]:
         heldout = json.loads(heldout_path.read_text()) if heldout_path.exists() else None
         summary = json.loads(summary_path.read_text())
         collected.setdefault(name, []).append(stage1_values(summary, heldout))
+    order = list(load_rows()["rows"])
     return {
         name: {
             k: statistics.fmean(v[k] for v in values) for k in set.intersection(*map(set, values))
         }
-        for name, values in collected.items()
+        for name, values in sorted(collected.items(), key=lambda item: _position(order, item[0]))
     }
 
 
