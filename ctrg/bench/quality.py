@@ -53,7 +53,10 @@ def row_of(metrics_path: Path) -> tuple[str, int]:
     )
 
 
-def _position(order: list[str], name: str) -> tuple[int, str]:
+def _row_order(name: str) -> tuple[int, str]:
+    """Sort key: rows in ``rows.yaml`` order, then the baselines, then anything else by name."""
+    definitions = load_rows()
+    order = [*definitions["rows"], *(f"baseline_{k}" for k in definitions["baselines"])]
     return (order.index(name) if name in order else len(order), name)
 
 
@@ -72,8 +75,7 @@ def summarise(paths: list[Path]) -> dict[str, Any]:
             ci = metrics.get("headline", {}).get(key)  # ctrg evaluate: value, ci_low, ci_high
             if ci is not None and key not in row["ci"]:
                 row["ci"][key] = [ci["ci_low"], ci["ci_high"]]
-    order = [*load_rows()["rows"], *(f"baseline_{k}" for k in load_rows()["baselines"])]
-    rows = dict(sorted(rows.items(), key=lambda item: _position(order, item[0])))
+    rows = dict(sorted(rows.items(), key=lambda item: _row_order(item[0])))
     for row in rows.values():
         row["mean"] = {k: statistics.fmean(v) for k, v in row["values"].items()}
         row["sd"] = {
@@ -162,29 +164,39 @@ def summarise_stage1(paths: list[Path]) -> dict[str, dict[str, float]]:
         heldout = json.loads(heldout_path.read_text()) if heldout_path.exists() else None
         summary = json.loads(summary_path.read_text())
         collected.setdefault(name, []).append(stage1_values(summary, heldout))
-    order = list(load_rows()["rows"])
     return {
         name: {
             k: statistics.fmean(v[k] for v in values) for k in set.intersection(*map(set, values))
         }
-        for name, values in sorted(collected.items(), key=lambda item: _position(order, item[0]))
+        for name, values in sorted(collected.items(), key=lambda item: _row_order(item[0]))
     }
+
+
+def _value_and_chance(values: dict[str, float], key: str) -> str:
+    """``value (chance)``; ranks to one decimal, shares to three; ``n/a`` when absent."""
+    if key not in values:
+        return "n/a"
+    digits = 1 if "rank" in key else 3
+    return f"{values[key]:.{digits}f} ({values[key + '_chance']:.{digits}f})"
 
 
 def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
     """Stage-1 table: value (chance) per column."""
-    titles = [*STAGE1_COLUMNS.values(), *HELDOUT_COLUMNS.values(), "lung attention"]
-    titles.append("heart attention")
-    keys = [*STAGE1_COLUMNS, *(f"heldout_{k}" for k in HELDOUT_COLUMNS), "attention_lung"]
-    keys.append("attention_heart")
+    titles = [
+        *STAGE1_COLUMNS.values(),
+        *HELDOUT_COLUMNS.values(),
+        "lung attention",
+        "heart attention",
+    ]
+    keys = [
+        *STAGE1_COLUMNS,
+        *(f"heldout_{k}" for k in HELDOUT_COLUMNS),
+        "attention_lung",
+        "attention_heart",
+    ]
     lines = ["| row | " + " | ".join(titles) + " |", "|" + "---|" * (len(keys) + 1)]
     for name, values in rows.items():
-        cells = [
-            f"{values[k]:.{1 if 'rank' in k else 3}f} ({values[k + '_chance']:.{1 if 'rank' in k else 3}f})"
-            if k in values
-            else "n/a"
-            for k in keys
-        ]
+        cells = [_value_and_chance(values, k) for k in keys]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
