@@ -50,11 +50,37 @@ rule stage1_heldout_retrieval:
         " --text-cache {input.text_cache} --out-json {output.json} > {log} 2>&1"
 
 
+rule bench_paired:
+    input:
+        unpack(bench_paired_inputs),
+    output:
+        table="results/bench/paired/{comparison}.md",
+        json="results/bench/paired/{comparison}.json",
+    log:
+        "logs/bench/paired_{comparison}.log",
+    benchmark:
+        "benchmarks/bench/paired_{comparison}.tsv"
+    wildcard_constraints:
+        comparison="|".join(paired_comparisons()),
+    conda:
+        "../envs/ctrg.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        gt_flags=ground_truth_flags,
+    shell:
+        "ctrg bench paired --a {input.a} --b {input.b} --config {input.cfg} {params.gt_flags}"
+        " --title {wildcards.comparison} --out-md {output.table} --out-json {output.json}"
+        " > {log} 2>&1"
+
+
 rule bench_quality:
     input:
         rows=bench_row_metrics,
         heldout=bench_heldout_retrieval,
         baselines=bench_baseline_metrics,
+        paired=bench_paired_tables,
     output:
         table="results/bench/quality.md",
         json="results/bench/quality.json",
@@ -68,5 +94,5 @@ rule bench_quality:
         mem_mb=1000,
         runtime=10,
     shell:
-        "ctrg bench quality {input.rows} {input.baselines} --out-md {output.table}"
-        " --out-json {output.json} > {log} 2>&1"
+        "ctrg bench quality {input.rows} {input.baselines} --paired {input.paired}"
+        " --out-md {output.table} --out-json {output.json} > {log} 2>&1"

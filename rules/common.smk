@@ -2,7 +2,14 @@
 import json
 
 import ctrg.config
-from ctrg.bench.rows import config_for_run, load_rows, run_name, stage1_run
+from ctrg.bench.rows import (
+    config_for_run,
+    load_rows,
+    paired_comparisons,
+    paired_predictions,
+    run_name,
+    stage1_run,
+)
 
 config.update(ctrg.config.resolve(config))
 RUN = config["run"]
@@ -81,6 +88,20 @@ def bench_heldout_retrieval(wildcards):
         for run in runs
         if stage1_run(config, run) == run
     ]
+
+
+def bench_paired_inputs(wildcards):
+    """A and B predictions (one pair per seed), the evaluate config and ground truth of one
+    pooled paired comparison (ctrg.bench.rows.paired_predictions)."""
+    return {
+        **paired_predictions(wildcards.comparison),
+        "cfg": f"results/{run_name('full', BENCH['seeds'][0])}/configs/evaluate.json",
+        "ground_truth": ground_truth_labels(wildcards),
+    }
+
+
+def bench_paired_tables(wildcards):
+    return [f"results/bench/paired/{name}.json" for name in paired_comparisons()]
 
 
 def bench_baseline_metrics(wildcards):

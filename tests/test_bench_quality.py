@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ctrg.bench.quality import COLUMNS, main, summarise, summarise_stage1
+from ctrg.bench.quality import COLUMNS, main, paired_markdown, summarise, summarise_stage1
 
 
 def write_run(root, run: str, value: float, stage1: dict | None = None):
@@ -92,3 +92,26 @@ def test_unknown_run_name_is_refused(tmp_path):
     path = write_run(tmp_path, "my_run", 0.2)
     with pytest.raises(ValueError, match="my_run"):
         summarise([path])
+
+
+def test_paired_table_marks_intervals_that_exclude_zero(tmp_path):
+    def pooled(delta: float, low: float, high: float) -> dict:
+        return {"delta": delta, "ci_low": low, "ci_high": high, "p_value": 0.04}
+
+    result = {
+        "title": "full_control",
+        "n_pairs": 3,
+        "pooled": {
+            "bleu_4": pooled(-0.02, -0.03, -0.01),
+            "cider": pooled(-0.1, -0.2, 0.05),
+            "ce_gt_micro_f1": pooled(0.03, 0.01, 0.05),
+            "ce_gt_macro_f1": pooled(0.0, -0.01, 0.01),
+        },
+    }
+    path = tmp_path / "full_control.json"
+    path.write_text(json.dumps(result))
+    line = paired_markdown([path]).splitlines()[2]
+    assert line == (
+        "| full_control | 3 | -0.020* [-0.030, -0.010] p=0.040 | -0.100 [-0.200, +0.050] p=0.040"
+        " | +0.030* [+0.010, +0.050] p=0.040 | +0.000 [-0.010, +0.010] p=0.040 |"
+    )

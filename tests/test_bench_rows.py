@@ -33,6 +33,26 @@ def test_rows_that_change_only_stage2_share_the_full_rows_stage1():
     assert rows.stage1_run(other, "bench_all_patches_s0") == "bench_full_s0"
 
 
+def test_paired_comparisons_pair_each_seed_with_the_full_row():
+    seeds = rows.load_rows()["seeds"]
+    names = rows.paired_comparisons()
+    assert names[0] == "full_control" and "full_vs_full" not in names
+    assert {"all_patches_vs_full", "baseline_nn_retrieval_vs_full"} <= set(names)
+    control = rows.paired_predictions("full_control")
+    assert control["a"][1] == f"results/bench_full_s{seeds[1]}/control/predictions.csv"
+    assert control["b"][1] == f"results/bench_full_s{seeds[1]}/eval/predictions.csv"
+    fifo = rows.paired_predictions("fifo_queue_vs_full")
+    assert fifo["a"] == [f"results/bench_fifo_queue_s{s}/eval/predictions.csv" for s in seeds]
+    assert fifo["b"] == control["b"]
+    baseline = rows.paired_predictions("baseline_most_frequent_vs_full")
+    assert set(baseline["a"]) == {"results/baseline_most_frequent/eval/predictions.csv"}
+    assert len(baseline["a"]) == len(seeds)
+    with pytest.raises(ValueError, match="unknown comparison"):
+        rows.paired_predictions("full_vs_full")
+    assert rows.parse_run("bench_no_soft_targets_s12") == ("no_soft_targets", 12)
+    assert rows.parse_run("default") is None
+
+
 def test_every_row_override_is_a_valid_config():
     for name, row in rows.load_rows()["rows"].items():
         merged = rows.deep_merge(cfg.resolve({}), row["overrides"])

@@ -1,4 +1,5 @@
-"""``ctrg evaluate`` and ``ctrg evaluate-text`` end to end on tiny CSVs (one METEOR JVM)."""
+"""``ctrg evaluate``, ``ctrg evaluate-text`` and ``ctrg bench paired`` end to end on tiny CSVs
+(one METEOR JVM)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from PIL import Image
 
 from ctrg.anatomy import CTRATE_LABELS
+from ctrg.bench import paired
 from ctrg.cli import main as ctrg
 from ctrg.evaluate import run, text_cli
 from ctrg.evaluate.nlg import NLGScorer
@@ -49,6 +51,7 @@ def scorer():
 def shared_scorer(scorer, monkeypatch):
     monkeypatch.setattr(run, "NLGScorer", _Shared(scorer))
     monkeypatch.setattr(text_cli, "NLGScorer", _Shared(scorer))
+    monkeypatch.setattr(paired, "NLGScorer", _Shared(scorer))
 
 
 @pytest.fixture()
@@ -64,6 +67,8 @@ def data(tmp_path):
     )
     frame.to_csv(tmp_path / "perfect.csv", index=False)
     frame.assign(prediction=WORSE + ["y"]).to_csv(tmp_path / "worse.csv", index=False)
+    half = REFS[:2] + WORSE[2:] + ["y"]
+    frame.assign(prediction=half).drop(index=4).to_csv(tmp_path / "half.csv", index=False)
     labels = pd.DataFrame(0, index=range(5), columns=list(CTRATE_LABELS))
     labels.insert(0, "case_id", ids)
     labels.loc[0, "Emphysema"] = 1
@@ -111,6 +116,7 @@ def test_evaluate_run_outputs(data, shared_scorer):
     assert set(metrics["protocol_variants"]) == {"ptb", "lower-nopunct"}
     assert metrics["protocol"]["normalise"] == "raw"
     assert len(metrics["input"]["sha256"]) == 64 and "pycocoevalcap" in metrics["versions"]
+    assert metrics["comparison"]["metrics"]["ce_gt_micro_f1"]["delta"] < 0
     comparison = metrics["comparison"]["metrics"]["bleu_1"]
     assert comparison["delta"] < 0 and comparison["b"] == pytest.approx(1.0)
     per_case = pd.read_csv(out / "per_case.csv", keep_default_na=False)
@@ -186,3 +192,51 @@ def test_missing_columns_name_the_file(data, shared_scorer):
         ctrg(
             ["evaluate", str(data / "perfect.csv"), "--config", str(cfg), "--out", str(data / "e")]
         )
+
+
+def test_bench_paired_matches_compare_per_pair_and_pools_the_mean(data, shared_scorer):
+    common = ["--config", str(data / "evaluate.json"), "--ground-truth", str(data / "labels.csv")]
+    rc = ctrg(
+        [
+            "bench",
+            "paired",
+            "--a",
+            str(data / "worse.csv"),
+            str(data / "half.csv"),
+            "--b",
+            str(data / "perfect.csv"),
+            str(data / "perfect.csv"),
+            *common,
+            "--out-md",
+            str(data / "paired.md"),
+            "--out-json",
+            str(data / "paired.json"),
+        ]
+    )
+    assert rc == 0
+    result = json.loads((data / "paired.json").read_text())
+    assert result["n_cases"] == 4 and result["n_pairs"] == 2  # half.csv lacks phantom_0004
+    worse, half = (pair["metrics"] for pair in result["pairs"])
+    assert worse["bleu_4"]["b"] == pytest.approx(1.0)
+    for key in ("bleu_4", "ce_gt_micro_f1", "rouge_l"):
+        assert worse[key]["delta"] < 0, key
+        assert half[key]["delta"] > worse[key]["delta"], key  # two of four cases right
+        pooled = result["pooled"][key]
+        mean = (worse[key]["delta"] + half[key]["delta"]) / 2
+        assert pooled["delta"] == pytest.approx(mean), key
+        assert pooled["ci_low"] <= pooled["delta"] <= pooled["ci_high"], key
+    # on the shared cases, pair 1 is the paired bootstrap of ctrg evaluate --compare (4 cases)
+    compare = ["evaluate", str(data / "half.csv"), "--compare", str(data / "perfect.csv")]
+    assert ctrg([*compare, *common, "--out", str(data / "eval_half")]) == 0
+    reference = json.loads((data / "eval_half" / "metrics.json").read_text())["comparison"]
+    assert reference["n_cases"] == 4
+    for key in ("bleu_4", "ce_gt_micro_f1"):
+        for field in ("delta", "ci_low", "ci_high", "p_value"):
+            assert half[key][field] == pytest.approx(reference["metrics"][key][field]), key
+    table = (data / "paired.md").read_text()
+    assert "| BLEU-4 |" in table and "pooled" in table
+
+
+def test_bench_paired_needs_as_many_a_as_b(data, shared_scorer):
+    with pytest.raises(ValueError, match="as many --a as --b"):
+        paired.compare([data / "worse.csv"], [], data / "evaluate.json", [])

@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import statistics
 from pathlib import Path
 from typing import Any
 
-from ctrg.bench.rows import load_rows
+from ctrg.bench.rows import load_rows, parse_run
 from ctrg.runtime import atomic_write_json, atomic_write_text, provenance, setup_logging
 
 log = logging.getLogger(__name__)
@@ -38,14 +37,12 @@ COLUMNS: dict[str, str] = {
 }
 """metrics.json key -> column title. Clinical efficacy is scored against ground-truth labels."""
 
-_ROW = re.compile(r"^bench_(?P<row>[a-z_]+?)_s(?P<seed>\d+)$")
-
 
 def row_of(metrics_path: Path) -> tuple[str, int]:
     """(row name, seed) of ``results/<run>/eval/metrics.json``; baselines get seed 0."""
     run = metrics_path.parent.parent.name
-    if match := _ROW.match(run):
-        return match["row"], int(match["seed"])
+    if parsed := parse_run(run):
+        return parsed
     if run.startswith("baseline_"):
         return run, 0
     raise ValueError(
@@ -207,6 +204,38 @@ def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PAIRED_COLUMNS = ("bleu_4", "cider", "ce_gt_micro_f1", "ce_gt_macro_f1")
+"""Metrics of the pooled paired-comparison table."""
+
+
+def paired_markdown(paths: list[Path]) -> str:
+    """One line per ``ctrg bench paired`` JSON: the pooled A - B of each metric [CI] (p)."""
+    lines = [
+        "| comparison (A - B) | seeds | " + " | ".join(COLUMNS[k] for k in PAIRED_COLUMNS) + " |",
+        "|" + "---|" * (len(PAIRED_COLUMNS) + 2),
+    ]
+    for path in paths:
+        result = json.loads(path.read_text())
+        cells = []
+        for key in PAIRED_COLUMNS:
+            m = result["pooled"][key]
+            star = "*" if m["ci_low"] > 0 or m["ci_high"] < 0 else ""
+            cells.append(
+                f"{m['delta']:+.3f}{star} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}]"
+                f" p={m['p_value']:.3f}"
+            )
+        name = result.get("title", path.stem)
+        lines.append(f"| {name} | {result['n_pairs']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(
+        "Paired bootstrap on the common test cases, each side's metric averaged over seeds on"
+        " the same resampled cases (`ctrg bench paired`); `full_control`: the full row's"
+        " shuffled-image control minus the full row; `<row>_vs_full`: that row minus the full"
+        " row. * = the 95% interval excludes 0."
+    )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctrg bench quality", description=__doc__)
     parser.add_argument(
@@ -215,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="results/<run>/eval/metrics.json, or results/<run>/stage1/summary.json for a row"
         " run only to stage 1 (stage-1 table only)",
+    )
+    parser.add_argument(
+        "--paired",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="results/bench/paired/<comparison>.json of ctrg bench paired (pooled table)",
     )
     parser.add_argument("--out-md", type=Path, required=True)
     parser.add_argument("--out-json", type=Path, required=True)
@@ -225,7 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     if stage1:
         table += "\n" + stage1_markdown(stage1)
+    if args.paired:
+        table += "\n" + paired_markdown(args.paired)
     atomic_write_text(args.out_md, table)
-    atomic_write_json(args.out_json, {"rows": rows, "stage1": stage1, "provenance": provenance()})
+    atomic_write_json(
+        args.out_json,
+        {
+            "rows": rows,
+            "stage1": stage1,
+            "paired": {str(p): json.loads(p.read_text())["pooled"] for p in args.paired},
+            "provenance": provenance(),
+        },
+    )
     print(table)
     return 0

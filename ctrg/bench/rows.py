@@ -37,23 +37,59 @@ def run_name(row: str, seed: int) -> str:
     return f"bench_{row}_s{seed}"
 
 
+def parse_run(run: str) -> tuple[str, int] | None:
+    """(row, seed) of a benchmark run name ``bench_<row>_s<seed>``, else None."""
+    match = _RUN.match(run)
+    return (match["row"], int(match["seed"])) if match else None
+
+
+def paired_comparisons() -> list[str]:
+    """Names of the pooled paired comparisons of the benchmark (``ctrg bench paired``):
+    ``full_control`` (the full row's shuffled-image control minus the full row) and
+    ``<row>_vs_full`` for every other row and baseline (that row minus the full row)."""
+    definitions = load_rows()
+    others = [r for r in definitions["rows"] if r != "full"]
+    others += [f"baseline_{name}" for name in definitions["baselines"]]
+    return ["full_control", *(f"{name}_vs_full" for name in others)]
+
+
+def paired_predictions(comparison: str) -> dict[str, list[str]]:
+    """The A and B predictions files of one paired comparison, one pair per seed.
+
+    Raises:
+        ValueError: for a name :func:`paired_comparisons` does not list.
+    """
+    if comparison not in paired_comparisons():
+        raise ValueError(f"unknown comparison {comparison!r}; known: {paired_comparisons()}")
+    seeds = load_rows()["seeds"]
+    full = [f"results/{run_name('full', s)}/eval/predictions.csv" for s in seeds]
+    if comparison == "full_control":
+        return {
+            "a": [f"results/{run_name('full', s)}/control/predictions.csv" for s in seeds],
+            "b": full,
+        }
+    row = comparison.removesuffix("_vs_full")
+    if row.startswith("baseline_"):  # method-free: one prediction set, paired with every seed
+        return {"a": [f"results/{row}/eval/predictions.csv"] * len(seeds), "b": full}
+    return {"a": [f"results/{run_name(row, s)}/eval/predictions.csv" for s in seeds], "b": full}
+
+
 def config_for_run(config: dict[str, Any], run: str) -> dict[str, Any]:
     """The workflow config of ``run``: itself, or a benchmark row's overrides and seed.
 
     Raises:
         ValueError: for a ``bench_*`` name whose row is not in ``rows.yaml``.
     """
-    match = _RUN.match(run)
-    if run == config.get("run") or match is None:
+    parsed = parse_run(run)
+    if run == config.get("run") or parsed is None:
         return {**config, "run": run}
+    row, seed = parsed
     rows = load_rows()["rows"]
-    if match["row"] not in rows:
-        raise ValueError(
-            f"benchmark run {run!r}: unknown row {match['row']!r}; known: {sorted(rows)}"
-        )
-    merged = deep_merge(config, rows[match["row"]]["overrides"])
+    if row not in rows:
+        raise ValueError(f"benchmark run {run!r}: unknown row {row!r}; known: {sorted(rows)}")
+    merged = deep_merge(config, rows[row]["overrides"])
     merged["run"] = run
-    merged["seed"] = int(match["seed"])
+    merged["seed"] = seed
     return merged
 
 
@@ -69,10 +105,10 @@ def stage1_run(config: dict[str, Any], run: str) -> str:
     reuses that row's stage-1 model instead of training an identical one. Every other run
     uses its own.
     """
-    match = _RUN.match(run)
-    if match is None or run == config.get("run") or "full" not in load_rows()["rows"]:
+    parsed = parse_run(run)
+    if parsed is None or run == config.get("run") or "full" not in load_rows()["rows"]:
         return run
-    full = run_name("full", int(match["seed"]))
+    full = run_name("full", parsed[1])
     if _upstream(config_for_run(config, run)) == _upstream(config_for_run(config, full)):
         return full
     return run

@@ -33,7 +33,8 @@ def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
-def _draws(statistic: Statistic, indices: np.ndarray) -> dict[str, np.ndarray]:
+def draws(statistic: Statistic, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The statistic on every row of ``indices`` (R, N): ``{name: (R,) values}``."""
     rows = [statistic(idx) for idx in tqdm(indices, desc="bootstrap", leave=False, mininterval=5)]
     return {key: np.asarray([row[key] for row in rows], dtype=float) for key in rows[0]}
 
@@ -55,10 +56,10 @@ def bootstrap(
         ``{name: {"value", "ci_low", "ci_high"}}`` for every key the statistic returns.
     """
     point = statistic(np.arange(n))
-    draws = _draws(statistic, resample_indices(n, resamples, seed))
+    samples = draws(statistic, resample_indices(n, resamples, seed))
     out = {}
     for key, value in point.items():
-        low, high = _interval(draws[key], confidence)
+        low, high = _interval(samples[key], confidence)
         out[key] = {"value": float(value), "ci_low": low, "ci_high": high}
     return out
 
@@ -79,7 +80,23 @@ def paired_bootstrap(
     """
     point_a, point_b = statistic_a(np.arange(n)), statistic_b(np.arange(n))
     indices = resample_indices(n, resamples, seed)
-    draws_a, draws_b = _draws(statistic_a, indices), _draws(statistic_b, indices)
+    draws_a, draws_b = draws(statistic_a, indices), draws(statistic_b, indices)
+    return paired_from_draws(point_a, point_b, draws_a, draws_b, confidence)
+
+
+def paired_from_draws(
+    point_a: dict[str, float],
+    point_b: dict[str, float],
+    draws_a: dict[str, np.ndarray],
+    draws_b: dict[str, np.ndarray],
+    confidence: float = 0.95,
+) -> dict[str, dict[str, float]]:
+    """Paired comparison from point estimates and draws made on the *same* resampled indices.
+
+    Returns:
+        ``{name: {"a", "b", "delta", "ci_low", "ci_high", "p_value"}}`` with delta = A - B,
+        for the keys both sides hold; p is ``2 * min(P(delta <= 0), P(delta >= 0))``.
+    """
     out = {}
     for key in point_a.keys() & point_b.keys():
         delta = draws_a[key] - draws_b[key]

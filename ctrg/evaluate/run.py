@@ -81,9 +81,15 @@ def read_predictions(path: Path, splits: list[str]) -> pd.DataFrame:
 
 
 def compare_runs(
-    ev: Evaluation, other_path: Path, settings: dict[str, Any], seed: int, scorer: NLGScorer
+    ev: Evaluation,
+    other_path: Path,
+    settings: dict[str, Any],
+    seed: int,
+    scorer: NLGScorer,
+    ground_truth: list[Path] = (),
 ) -> dict[str, Any]:
-    """Paired bootstrap of this evaluation minus the run in ``other_path`` (common cases)."""
+    """Paired bootstrap of this evaluation minus the run in ``other_path`` (common cases),
+    with clinical efficacy against ``ground_truth`` label files as well (``ce_gt_*``)."""
     other = read_predictions(other_path, settings["splits"])
     other = other[other["case_id"].isin(ev.case_ids)].set_index("case_id")
     common = [cid for cid in ev.case_ids if cid in other.index]
@@ -99,6 +105,7 @@ def compare_runs(
         scorer,
         settings["normalise"],
         settings["labeller"],
+        ground_truth,
     )
     that = evaluate_pairs(
         common,
@@ -107,6 +114,7 @@ def compare_runs(
         scorer,
         settings["normalise"],
         settings["labeller"],
+        ground_truth,
     )
     result = paired_bootstrap(
         statistic(this, scorer),
@@ -154,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 "per_sample_mean": variant.nlg.per_sample_mean,
             }
         if args.compare is not None:
-            metrics["comparison"] = compare_runs(ev, args.compare, settings, seed, scorer)
+            metrics["comparison"] = compare_runs(
+                ev, args.compare, settings, seed, scorer, args.ground_truth
+            )
     splits = frame["split"].tolist() if "split" in frame.columns else None
     atomic_write_json(args.out / "metrics.json", metrics)
     write_table_and_cases(args.out, metrics, per_case_frame(ev, splits))
