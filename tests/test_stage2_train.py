@@ -242,3 +242,21 @@ def test_all_patches_mode_needs_them_cached(tmp_path: Path) -> None:
     ]
     with pytest.raises(MissingFeatures, match="store_all_patches"):
         stage2.main(argv)
+
+
+def test_visual_noise_scales_with_each_tokens_spread() -> None:
+    from ctrg.features.select import VisualTokens
+    from ctrg.train.stage2 import add_visual_noise
+
+    torch.manual_seed(0)
+    spread = torch.tensor([0.5, 4.0]).view(1, 2, 1)  # two tokens, very different scales
+    tokens = torch.randn(64, 2, 256) * spread  # (B, T, C)
+    visual = VisualTokens(tokens, torch.tensor([0, 1]), torch.tensor([0, 10]))
+    assert add_visual_noise(visual, 0.0) is visual
+    noisy = add_visual_noise(visual, 0.3)
+    assert torch.equal(noisy.kind, visual.kind) and torch.equal(noisy.structure, visual.structure)
+    assert torch.equal(visual.tokens, tokens)  # the input is not modified
+    relative = (noisy.tokens - tokens) / tokens.std(dim=-1, keepdim=True)  # (B, T, C)
+    assert relative.std().item() == pytest.approx(0.3, rel=0.05)
+    for t in range(2):  # noise in units of the token's own spread, not a global scale
+        assert relative[:, t].std().item() == pytest.approx(0.3, rel=0.05)

@@ -74,6 +74,25 @@ def visual_batch(batch: dict[str, torch.Tensor]) -> VisualTokens:
     return VisualTokens(batch["visual"], batch["kind"], batch["structure"])
 
 
+def add_visual_noise(visual: VisualTokens, scale: float) -> VisualTokens:
+    """Training-time noise on the visual tokens (``stage2.visual_noise``).
+
+    Args:
+        visual: tokens (B, T, C).
+        scale: noise standard deviation in units of each token's channel standard deviation.
+
+    Returns:
+        The same VisualTokens with tokens + scale * std_C(token) * N(0, 1) (B, T, C); the
+        input itself when ``scale`` is 0.
+    """
+    if scale == 0:
+        return visual
+    tokens = visual.tokens
+    spread = tokens.float().std(dim=-1, keepdim=True).to(tokens.dtype)  # (B, T, 1)
+    noisy = tokens + scale * spread * torch.randn_like(tokens)
+    return VisualTokens(noisy, visual.kind, visual.structure)
+
+
 def bleu_4(references: list[str], predictions: list[str]) -> float:
     """Corpus BLEU-4 with pycocoevalcap's counting on lower-cased, whitespace-collapsed text."""
     from ctrg.evaluate.nlg import bleu_case_stats, bleu_from_stats, normalise_texts
@@ -240,10 +259,12 @@ def make_trainer(
     )
     label_smoothing, pad_id = section["label_smoothing"], tokenizer.pad_id
     dropout, unk_id = section["input_dropout"], getattr(tokenizer, "unk_id", None)
+    noise = section["visual_noise"]
 
     def step_fn(module: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        visual = add_visual_noise(visual_batch(batch), noise)
         loss = teacher_forced_loss(
-            module, visual_batch(batch), batch["ids"], pad_id, label_smoothing, dropout, unk_id
+            module, visual, batch["ids"], pad_id, label_smoothing, dropout, unk_id
         )
         return loss, {}
 
