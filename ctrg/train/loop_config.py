@@ -1,0 +1,65 @@
+"""Settings and small helpers of the shared training loop (``ctrg.train.loop``): the
+``LoopConfig`` dataclass, the warm-up/decay learning-rate factor and batch device moves."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+
+@dataclass
+class LoopConfig:
+    """Optimisation and bookkeeping settings of a training run."""
+
+    max_steps: int = 100  # optimizer steps
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1  # of max_steps, linear from 0 to lr
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    grad_accum: int = 1  # micro-batches per optimizer step
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    checkpoint_every: int = 50
+    eval_every: int = 50
+    log_every: int = 10
+    best_metric: str | None = None  # key returned by evaluate_fn
+    best_mode: str = "max"
+    tensorboard: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # ignored keys, kept for provenance
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> LoopConfig:
+        """Build from a config dict; unknown keys go to ``extra``."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        if "betas" in kwargs:
+            kwargs["betas"] = tuple(kwargs["betas"])
+        return cls(**kwargs, extra={k: v for k, v in values.items() if k not in known})
+
+
+def move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move tensors inside dicts/lists/tuples to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):
+        return type(batch)(move_to_device(v, device) for v in batch)
+    return batch
+
+
+def lr_lambda(max_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """Linear warm-up over ``ceil(warmup_fraction*max_steps)`` steps, then linear to 0."""
+    warmup = math.ceil(warmup_fraction * max_steps)
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (max_steps - step) / max(1, max_steps - warmup))
+
+    return factor
