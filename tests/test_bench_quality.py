@@ -59,7 +59,7 @@ def test_rows_mean_sd_ci_and_stage1_table(tmp_path, capsys):
     table = out_md.read_text()
     assert "| full | 2 | 0.300 ± 0.141" in table
     assert (
-        "| full | 0.400 (0.100) | 0.500 (0.500) | 3.0 (5.5) | n/a | n/a | 0.800 (0.300) | n/a |"
+        "| full | 2 | 0.400 (0.100) | 0.500 (0.500) | 3.0 (5.5) | n/a | n/a | 0.800 (0.300) | n/a |"
         in table
     )
     assert json.loads(out_json.read_text())["stage1"]["full"]["retrieval_mean_rank"] == 3.0
@@ -78,12 +78,12 @@ def test_a_row_run_only_to_stage1_joins_the_stage1_table(tmp_path):
     result = json.loads(out_json.read_text())
     assert set(result["rows"]) == {"full"}
     table = out_md.read_text()
-    assert table.index("| full | 0.300") < table.index("| fifo_queue |")  # rows.yaml order
+    assert table.index("| full | 1 | 0.300") < table.index("| fifo_queue |")  # rows.yaml order
     assert result["stage1"]["fifo_queue"]["retrieval_top1"] == pytest.approx(0.2)
     assert result["stage1"]["fifo_queue"]["heldout_mean_rank_chance"] == 45.5
     assert "heldout_top1" not in result["stage1"]["full"]  # no held-out file for that row
     assert (
-        "| fifo_queue | 0.200 (0.100) | 0.500 (0.500) | 3.0 (5.5) | 0.050 (0.011) | 33.3 (45.5) |"
+        "| fifo_queue | 1 | 0.200 (0.100) | 0.500 (0.500) | 3.0 (5.5) | 0.050 (0.011) | 33.3 (45.5) |"
         in out_md.read_text()
     )
 

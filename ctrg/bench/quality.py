@@ -146,7 +146,8 @@ def stage1_values(
 
 
 def summarise_stage1(paths: list[Path]) -> dict[str, dict[str, float]]:
-    """Per benchmark row: the mean over seeds of :func:`stage1_values` (rows with a summary).
+    """Per benchmark row: the mean over seeds of :func:`stage1_values` (rows with a summary)
+    and ``seeds``, how many there were.
 
     ``paths``: ``results/<run>/eval/metrics.json`` or ``results/<run>/stage1/summary.json``.
     """
@@ -163,7 +164,11 @@ def summarise_stage1(paths: list[Path]) -> dict[str, dict[str, float]]:
         collected.setdefault(name, []).append(stage1_values(summary, heldout))
     return {
         name: {
-            k: statistics.fmean(v[k] for v in values) for k in set.intersection(*map(set, values))
+            "seeds": len(values),
+            **{
+                k: statistics.fmean(v[k] for v in values)
+                for k in set.intersection(*map(set, values))
+            },
         }
         for name, values in sorted(collected.items(), key=lambda item: _row_order(item[0]))
     }
@@ -191,13 +196,13 @@ def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
         "attention_lung",
         "attention_heart",
     ]
-    lines = ["| row | " + " | ".join(titles) + " |", "|" + "---|" * (len(keys) + 1)]
+    lines = ["| row | seeds | " + " | ".join(titles) + " |", "|" + "---|" * (len(keys) + 2)]
     for name, values in rows.items():
         cells = [_value_and_chance(values, k) for k in keys]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {values['seeds']} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "Stage 1, validation split, last step: value (chance). Held-out: valid + test together"
+        "Stage 1 (mean over seeds), validation split, last step: value (chance). Held-out: valid + test together"
         " (`ctrg bench stage1-retrieval`), value (mean of 2,000 random re-pairings). Attention:"
         " share of the query's top patches touching its structure's mask."
     )
