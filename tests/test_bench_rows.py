@@ -38,9 +38,13 @@ def test_paired_comparisons_pair_each_seed_with_the_full_row():
     names = rows.paired_comparisons()
     assert names[0] == "full_control" and "full_vs_full" not in names
     assert {"all_patches_vs_full", "baseline_nn_retrieval_vs_full"} <= set(names)
+    assert "all_patches_control" in names and "baseline_nn_retrieval_control" not in names
     control = rows.paired_predictions("full_control")
     assert control["a"][1] == f"results/bench_full_s{seeds[1]}/control/predictions.csv"
     assert control["b"][1] == f"results/bench_full_s{seeds[1]}/eval/predictions.csv"
+    noise = rows.paired_predictions("visual_noise_control")
+    assert noise["a"][0] == f"results/bench_visual_noise_s{seeds[0]}/control/predictions.csv"
+    assert noise["b"][0] == f"results/bench_visual_noise_s{seeds[0]}/eval/predictions.csv"
     fifo = rows.paired_predictions("fifo_queue_vs_full")
     assert fifo["a"] == [f"results/bench_fifo_queue_s{s}/eval/predictions.csv" for s in seeds]
     assert fifo["b"] == control["b"]

@@ -234,8 +234,8 @@ def paired_markdown(paths: list[Path]) -> str:
     lines.append("")
     lines.append(
         "Paired bootstrap on the common test cases, each side's metric averaged over seeds on"
-        " the same resampled cases (`ctrg bench paired`); `full_control`: the full row's"
-        " shuffled-image control minus the full row; `<row>_vs_full`: that row minus the full"
+        " the same resampled cases (`ctrg bench paired`); `<row>_control`: that row's"
+        " shuffled-image control minus the row; `<row>_vs_full`: that row minus the full"
         " row. * = the 95% interval excludes 0."
     )
     return "\n".join(lines) + "\n"

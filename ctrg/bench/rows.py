@@ -45,12 +45,13 @@ def parse_run(run: str) -> tuple[str, int] | None:
 
 def paired_comparisons() -> list[str]:
     """Names of the pooled paired comparisons of the benchmark (``ctrg bench paired``):
-    ``full_control`` (the full row's shuffled-image control minus the full row) and
+    ``<row>_control`` for every row (its shuffled-image control minus the row itself) and
     ``<row>_vs_full`` for every other row and baseline (that row minus the full row)."""
     definitions = load_rows()
     others = [r for r in definitions["rows"] if r != "full"]
     others += [f"baseline_{name}" for name in definitions["baselines"]]
-    return ["full_control", *(f"{name}_vs_full" for name in others)]
+    controls = [f"{row}_control" for row in definitions["rows"]]
+    return [*controls, *(f"{name}_vs_full" for name in others)]
 
 
 def paired_predictions(comparison: str) -> dict[str, list[str]]:
@@ -62,16 +63,20 @@ def paired_predictions(comparison: str) -> dict[str, list[str]]:
     if comparison not in paired_comparisons():
         raise ValueError(f"unknown comparison {comparison!r}; known: {paired_comparisons()}")
     seeds = load_rows()["seeds"]
-    full = [f"results/{run_name('full', s)}/eval/predictions.csv" for s in seeds]
-    if comparison == "full_control":
-        return {
-            "a": [f"results/{run_name('full', s)}/control/predictions.csv" for s in seeds],
-            "b": full,
-        }
+
+    def files(row: str, folder: str) -> list[str]:
+        return [f"results/{run_name(row, s)}/{folder}/predictions.csv" for s in seeds]
+
+    if comparison.endswith("_control"):
+        row = comparison.removesuffix("_control")
+        return {"a": files(row, "control"), "b": files(row, "eval")}
     row = comparison.removesuffix("_vs_full")
     if row.startswith("baseline_"):  # method-free: one prediction set, paired with every seed
-        return {"a": [f"results/{row}/eval/predictions.csv"] * len(seeds), "b": full}
-    return {"a": [f"results/{run_name(row, s)}/eval/predictions.csv" for s in seeds], "b": full}
+        return {
+            "a": [f"results/{row}/eval/predictions.csv"] * len(seeds),
+            "b": files("full", "eval"),
+        }
+    return {"a": files(row, "eval"), "b": files("full", "eval")}
 
 
 def config_for_run(config: dict[str, Any], run: str) -> dict[str, Any]:
