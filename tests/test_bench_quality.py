@@ -94,7 +94,7 @@ def test_unknown_run_name_is_refused(tmp_path):
         summarise([path])
 
 
-def test_paired_table_marks_intervals_that_exclude_zero(tmp_path):
+def test_paired_table_marks_intervals_that_exclude_zero():
     def pooled(delta: float, low: float, high: float) -> dict:
         return {"delta": delta, "ci_low": low, "ci_high": high, "p_value": 0.04}
 
@@ -108,9 +108,7 @@ def test_paired_table_marks_intervals_that_exclude_zero(tmp_path):
             "ce_gt_macro_f1": pooled(0.0, -0.01, 0.01),
         },
     }
-    path = tmp_path / "full_control.json"
-    path.write_text(json.dumps(result))
-    line = paired_markdown([path]).splitlines()[2]
+    line = paired_markdown([result]).splitlines()[2]
     assert line == (
         "| full_control | 3 | -0.020* [-0.030, -0.010] p=0.040 | -0.100 [-0.200, +0.050] p=0.040"
         " | +0.030* [+0.010, +0.050] p=0.040 | +0.000 [-0.010, +0.010] p=0.040 |"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ctrg.bench.quality import COLUMNS
 from ctrg.config import load_stage_config
@@ -35,20 +36,25 @@ Scores = tuple[dict[str, float], dict[str, np.ndarray]]
 """(point estimates on all cases, draws on every resample) of one predictions file."""
 
 
-def common_cases(paths: list[Path], splits: list[str]) -> list[str]:
-    """Case ids every file holds (in the configured splits), sorted."""
-    sets = [set(read_predictions(path, splits)["case_id"]) for path in paths]
-    common = sorted(set.intersection(*sets))
+def read_all(paths: list[Path], splits: list[str]) -> dict[Path, pd.DataFrame]:
+    """Each distinct predictions file, read once (the configured splits), by path."""
+    return {path: read_predictions(path, splits) for path in dict.fromkeys(paths)}
+
+
+def common_cases(frames: dict[Path, pd.DataFrame]) -> list[str]:
+    """Case ids every file holds, sorted."""
+    sets = {path: set(frame["case_id"]) for path, frame in frames.items()}
+    common = sorted(set.intersection(*sets.values()))
     if not common:
-        raise ValueError(f"no case is in all of {[str(p) for p in paths]}")
-    for path, ids in zip(paths, sets):
+        raise ValueError(f"no case is in all of {[str(p) for p in frames]}")
+    for path, ids in sets.items():
         if len(ids) != len(common):
             log.warning("%s: %d of its %d cases are in every file", path, len(common), len(ids))
     return common
 
 
-def score_file(
-    path: Path,
+def score_frame(
+    frame: pd.DataFrame,
     cases: list[str],
     settings: dict[str, Any],
     ground_truth: list[Path],
@@ -56,7 +62,7 @@ def score_file(
     indices: np.ndarray,
 ) -> Scores:
     """Point estimates and bootstrap draws of one predictions file on ``cases`` (in order)."""
-    frame = read_predictions(path, settings["splits"]).set_index("case_id").loc[cases]
+    frame = frame.set_index("case_id").loc[cases]
     ev = evaluate_pairs(
         cases,
         frame["reference"].tolist(),
@@ -95,12 +101,16 @@ def compare(
         )
     payload = load_stage_config(config, "evaluate")
     settings, seed = payload["evaluate"], int(payload["seed"])
-    cases = common_cases([*a_paths, *b_paths], settings["splits"])
+    frames = read_all([*a_paths, *b_paths], settings["splits"])
+    cases = common_cases(frames)
     indices = resample_indices(len(cases), settings["bootstrap_resamples"], seed)
     log.info("%d pairs on %d common cases, %d resamples", len(a_paths), len(cases), len(indices))
-    with NLGScorer() as scorer:
-        a = [score_file(p, cases, settings, ground_truth, scorer, indices) for p in a_paths]
-        b = [score_file(p, cases, settings, ground_truth, scorer, indices) for p in b_paths]
+    with NLGScorer() as scorer:  # a file listed more than once (a baseline) is scored once
+        scores = {
+            path: score_frame(frame, cases, settings, ground_truth, scorer, indices)
+            for path, frame in frames.items()
+        }
+    a, b = [scores[p] for p in a_paths], [scores[p] for p in b_paths]
     confidence = settings["confidence"]
     pairs = [
         {"a": str(pa), "b": str(pb), "metrics": _paired(sa, sb, confidence)}

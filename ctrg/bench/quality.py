@@ -202,8 +202,8 @@ def stage1_markdown(rows: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {name} | {values['seeds']} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "Stage 1 (mean over seeds), validation split, last step: value (chance). Held-out: valid + test together"
-        " (`ctrg bench stage1-retrieval`), value (mean of 2,000 random re-pairings). Attention:"
+        "Stage 1 (mean over seeds), validation split, last step: value (chance). Held-out:"
+        " valid + test together (`ctrg bench stage1-retrieval`), value (mean of 2,000 random re-pairings). Attention:"
         " share of the query's top patches touching its structure's mask."
     )
     return "\n".join(lines) + "\n"
@@ -213,14 +213,14 @@ PAIRED_COLUMNS = ("bleu_4", "cider", "ce_gt_micro_f1", "ce_gt_macro_f1")
 """Metrics of the pooled paired-comparison table."""
 
 
-def paired_markdown(paths: list[Path]) -> str:
-    """One line per ``ctrg bench paired`` JSON: the pooled A - B of each metric [CI] (p)."""
+def paired_markdown(results: list[dict[str, Any]]) -> str:
+    """One line per ``ctrg bench paired`` result (its JSON): the pooled A - B of each metric
+    [CI] (p)."""
     lines = [
         "| comparison (A - B) | seeds | " + " | ".join(COLUMNS[k] for k in PAIRED_COLUMNS) + " |",
         "|" + "---|" * (len(PAIRED_COLUMNS) + 2),
     ]
-    for path in paths:
-        result = json.loads(path.read_text())
+    for result in results:
         cells = []
         for key in PAIRED_COLUMNS:
             m = result["pooled"][key]
@@ -229,8 +229,7 @@ def paired_markdown(paths: list[Path]) -> str:
                 f"{m['delta']:+.3f}{star} [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}]"
                 f" p={m['p_value']:.3f}"
             )
-        name = result.get("title", path.stem)
-        lines.append(f"| {name} | {result['n_pairs']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {result['title']} | {result['n_pairs']} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         "Paired bootstrap on the common test cases, each side's metric averaged over seeds on"
@@ -266,15 +265,18 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     if stage1:
         table += "\n" + stage1_markdown(stage1)
-    if args.paired:
-        table += "\n" + paired_markdown(args.paired)
+    paired = {str(p): json.loads(p.read_text()) for p in args.paired}
+    for path, result in paired.items():  # files of ctrg bench paired carry their title
+        result.setdefault("title", Path(path).stem)
+    if paired:
+        table += "\n" + paired_markdown(list(paired.values()))
     atomic_write_text(args.out_md, table)
     atomic_write_json(
         args.out_json,
         {
             "rows": rows,
             "stage1": stage1,
-            "paired": {str(p): json.loads(p.read_text())["pooled"] for p in args.paired},
+            "paired": {path: result["pooled"] for path, result in paired.items()},
             "provenance": provenance(),
         },
     )
