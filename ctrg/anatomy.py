@@ -44,6 +44,28 @@ CTRATE_LABELS: tuple[str, ...] = (
 )
 """The 18 CT-RATE abnormality labels, in the CT-RATE column order."""
 
+CTRATE_LABEL_STRUCTURE: dict[str, str] = {
+    "Medical material": "others",
+    "Arterial wall calcification": "heart",
+    "Cardiomegaly": "heart",
+    "Pericardial effusion": "heart",
+    "Coronary artery wall calcification": "heart",
+    "Hiatal hernia": "esophagus",
+    "Lymphadenopathy": "heart",
+    "Emphysema": "lung",
+    "Atelectasis": "lung",
+    "Lung nodule": "lung",
+    "Lung opacity": "lung",
+    "Pulmonary fibrotic sequela": "lung",
+    "Pleural effusion": "pleura",
+    "Mosaic attenuation pattern": "lung",
+    "Peribronchial thickening": "trachea and bronchi",
+    "Consolidation": "lung",
+    "Bronchiectasis": "lung",
+    "Interlobular septal thickening": "lung",
+}
+"""The chest structure (CHEST_STRUCTURES name) whose sentences describe each CT-RATE label."""
+
 
 def structures(structure_set: str = "chest") -> tuple[str, ...]:
     """Return the structure names of a named set.

@@ -28,6 +28,7 @@ rule stage1:
         volumes="results/volumes/manifest.csv",
         texts="results/reports/structure_texts.csv",
         cache="results/text_cache/embeddings.safetensors",
+        labels="results/reports/labels.csv",
         cfg="results/{run}/configs/stage1.json",
     output:
         checkpoint="results/{run}/stage1/model.pt",
@@ -48,5 +49,5 @@ rule stage1:
     shell:
         "python -m ctrg.launch --nproc {resources.gpu} --"
         " stage1 --config {input.cfg} --volumes {input.volumes}"
-        " --texts {input.texts} --text-cache {input.cache} --out {params.out}"
-        " --resume auto --threads {threads} > {log} 2>&1"
+        " --texts {input.texts} --text-cache {input.cache} --labels {input.labels}"
+        " --out {params.out} --resume auto --threads {threads} > {log} 2>&1"

@@ -71,7 +71,8 @@ class VolumeTextDataset(Dataset):
             shape are logged and left out (only the .npy header is read).
 
     Items are dicts: ``volume`` (1, D, H, W) float32, ``text_features`` (S, H),
-    ``report_features`` (H,) (zeros when the cache has none), ``index`` and ``case_id``.
+    ``report_features`` (H,) (zeros when the cache has none), ``index``, ``case_id`` and,
+    after :meth:`set_labels`, ``labels`` (L,) float in {0, 1, NaN}.
     """
 
     def __init__(
@@ -104,6 +105,25 @@ class VolumeTextDataset(Dataset):
         self.frame, self.cache, self.augment, self.seed = frame, cache, augment, seed
         self.rows = [index[c] for c in frame["case_id"]]
         self.epoch = 0
+        self.labels: torch.Tensor | None = None  # (N, L) in {0, 1, NaN}, see set_labels
+
+    def set_labels(self, path: str | Path, names: tuple[str, ...]) -> int:
+        """Attach report-derived 0/1 labels (``ctrg label`` output); absent cases get NaN.
+
+        Returns:
+            how many of this dataset's cases have labels.
+
+        Raises:
+            ValueError: naming the file for a missing column or values other than 0/1.
+        """
+        from ctrg.evaluate.clinical import load_ground_truth
+
+        labels = torch.full((len(self), len(names)), float("nan"))
+        if len(self):
+            values, rows = load_ground_truth(path, self.case_ids, names)
+            labels[torch.as_tensor(rows)] = torch.as_tensor(values, dtype=torch.float32)
+        self.labels = labels
+        return int((~torch.isnan(labels[:, 0])).sum()) if len(names) else 0
 
     @staticmethod
     def _readable(frame: pd.DataFrame, i: int, shape: tuple[int, int, int]) -> bool:
@@ -178,13 +198,16 @@ class VolumeTextDataset(Dataset):
         report = (
             reports[row] if reports is not None else torch.zeros(self.cache.embeddings.shape[-1])
         )
-        return {
+        item = {
             "volume": torch.from_numpy(np.ascontiguousarray(volume)).unsqueeze(0),
             "text_features": self.cache.embeddings[row],
             "report_features": report,
             "index": i,
             "case_id": case_id,
         }
+        if self.labels is not None:
+            item["labels"] = self.labels[i]
+        return item
 
 
 def collate_cases(items: list[dict[str, Any] | None]) -> dict[str, Any]:
@@ -202,4 +225,5 @@ def collate_cases(items: list[dict[str, Any] | None]) -> dict[str, Any]:
         "report_features": torch.stack([k["report_features"] for k in kept]),
         "index": torch.tensor([k["index"] for k in kept]),
         "case_id": [k["case_id"] for k in kept],
+        **({"labels": torch.stack([k["labels"] for k in kept])} if "labels" in kept[0] else {}),
     }

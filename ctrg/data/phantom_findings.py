@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ctrg.anatomy import CTRATE_LABELS
+from ctrg.anatomy import CTRATE_LABEL_STRUCTURE, CTRATE_LABELS
 
 LOBES = ("upper lobe", "middle lobe", "lower lobe")
 LOBE_CODE = {
@@ -24,27 +24,8 @@ LOBE_CODE = {
 }
 """(side, lobe) -> code of ``Anatomy.lobe``."""
 
-LABEL_STRUCTURE: dict[str, str] = {
-    "Medical material": "others",
-    "Arterial wall calcification": "heart",
-    "Cardiomegaly": "heart",
-    "Pericardial effusion": "heart",
-    "Coronary artery wall calcification": "heart",
-    "Hiatal hernia": "esophagus",
-    "Lymphadenopathy": "heart",
-    "Emphysema": "lung",
-    "Atelectasis": "lung",
-    "Lung nodule": "lung",
-    "Lung opacity": "lung",
-    "Pulmonary fibrotic sequela": "lung",
-    "Pleural effusion": "pleura",
-    "Mosaic attenuation pattern": "lung",
-    "Peribronchial thickening": "trachea and bronchi",
-    "Consolidation": "lung",
-    "Bronchiectasis": "lung",
-    "Interlobular septal thickening": "lung",
-}
-"""The structure (anatomy.CHEST_STRUCTURES name) whose sentences describe each label."""
+LABEL_STRUCTURE: dict[str, str] = CTRATE_LABEL_STRUCTURE
+"""The structure whose sentences describe each label (one table with the model's finding head)."""
 
 STATIONS = ("right paratracheal", "subcarinal", "aortopulmonary window", "prevascular")
 

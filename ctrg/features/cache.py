@@ -13,7 +13,9 @@ Per-case feature file ``<case_id>.safetensors`` (metadata ``frozen_hash``, ``cas
 - ``selected_patch_index`` (S, k) int64: their patch indices (best first);
 - ``selected_patch_score`` (S, k) float32: their max-over-heads attention;
 - ``attention`` (S, N) float16: the max-over-heads query-to-patch attention row;
-- ``patch_tokens`` (N, C) float32: only with ``features.store_all_patches``.
+- ``patch_tokens`` (N, C) float32: only with ``features.store_all_patches``;
+- ``finding_logits`` (L,) float32: only when the stage-1 model has a finding head
+  (``stage1.findings``), its logit for each CT-RATE label.
 
 Index CSV columns: ``case_id, split, path, frozen_hash`` (path relative to the CSV's folder).
 """

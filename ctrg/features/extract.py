@@ -3,7 +3,8 @@
 Runs the frozen stage-1 model on one shard of the model-ready volumes and caches, per case,
 the observation tokens, each structure's top-k patch tokens (by last-layer query-to-patch
 attention, max over heads: ``ctrg.features.select``), the chosen patch indices and scores,
-and the attention row (see ``ctrg.features.cache`` for the file layout). The shard folder
+and the attention row (see ``ctrg.features.cache`` for the file layout), plus the finding
+head's logits (``finding_logits``, (L,)) when the stage-1 model has one. The shard folder
 gets ``<case_id>.safetensors`` files, ``index.csv`` (case_id, split, path, frozen_hash),
 ``rejected.csv`` (case_id, file, reason: one unreadable volume never stops the shard),
 ``summary.json`` and ``resolved_config.json``. Shard membership is
@@ -96,6 +97,8 @@ def extract_batch(
         }
         if store_all:
             tensors["patch_tokens"] = output.patch_tokens[i].float()
+        if output.finding_logits is not None:
+            tensors["finding_logits"] = output.finding_logits[i].float()
         cases.append({k: v.cpu() for k, v in tensors.items()})
     return cases
 

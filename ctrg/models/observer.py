@@ -9,6 +9,7 @@ Used by stage 1 (training), feature extraction and inference::
     out.patch_tokens         # (B, N, C)  patch tokens after the co-attention blocks
     out.attention            # (B, heads, S, N) last block's query-to-patch attention
     out.observation_embeddings  # (B, S, E) L2-normalised (linear C->E, no bias)
+    out.finding_logits       # (B, L) finding-head logits, or None without a head
 
 With ``queries = "global"`` (ablation) S = 1. The defaults, here and in the workflow
 (``stage1.schema.yaml``), are the paper's observer (co-attention only, no centring);
@@ -28,6 +29,7 @@ from torch import nn
 
 from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.models.centering import EmbeddingCentering
+from ctrg.models.finding_head import FindingHead, FindingHeadConfig
 from ctrg.models.queries import StructureQueries
 from ctrg.models.readout import SpatialReadout
 from ctrg.models.vision import VisionEncoder
@@ -61,6 +63,7 @@ class ObserverConfig:
     text_centering: bool = False  # subtract the per-query mean frozen text feature (train split)
     image_centering: bool = False  # subtract the per-query mean observation projection
     image_center_momentum: float = 0.1  # running-mean update rate of image_centering
+    finding_structures: tuple[int, ...] = ()  # query read by each finding label; () = no head
 
     @property
     def num_queries(self) -> int:
@@ -87,6 +90,7 @@ class VisualOutput:
     patch_tokens: torch.Tensor
     attention: torch.Tensor
     observation_embeddings: torch.Tensor
+    finding_logits: torch.Tensor | None = None  # (B, L) when the observer has a finding head
 
 
 class StructureObserver(nn.Module):
@@ -130,6 +134,11 @@ class StructureObserver(nn.Module):
             if config.image_centering
             else None
         )
+        self.finding_head = (
+            FindingHead(FindingHeadConfig(config.finding_structures), config.query_dim)
+            if config.finding_structures
+            else None
+        )
         # per-query mean unit text feature (num_queries, text_dim); None = no centring
         center = torch.zeros(config.num_queries, config.text_dim) if config.text_centering else None
         self.register_buffer("text_center", center)
@@ -152,7 +161,8 @@ class StructureObserver(nn.Module):
         if self.image_center is not None:
             projected = self.image_center(projected)
         embeddings = F.normalize(projected, dim=-1)
-        return VisualOutput(observation_tokens, patch_tokens, attention, embeddings)
+        findings = None if self.finding_head is None else self.finding_head(observation_tokens)
+        return VisualOutput(observation_tokens, patch_tokens, attention, embeddings, findings)
 
     def set_text_center(self, features: torch.Tensor) -> None:
         """Store the mean unit-normalised training text feature per query, if enabled.

@@ -72,12 +72,19 @@ def retrieval_metrics(
 
 @torch.no_grad()
 def embed_dataset(
-    model: Any, dataset: Any, device: torch.device, batch_size: int, attention_sink: Any = None
+    model: Any,
+    dataset: Any,
+    device: torch.device,
+    batch_size: int,
+    attention_sink: Any = None,
+    finding_sink: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Observation and text embeddings of a dataset (Stage1Model ``model``).
 
-    ``attention_sink(index, attention (heads, S, N))`` receives each case's attention map.
-    Returns image (N, S, E), text (N, S, E) and the dataset indices kept.
+    ``attention_sink(index, attention (heads, S, N))`` receives each case's attention map,
+    ``finding_sink(indices (B,), logits (B, L))`` each batch's finding-head logits (when the
+    observer has a finding head). Returns image (N, S, E), text (N, S, E) and the dataset
+    indices kept.
     """
     from ctrg.data.dataset import collate_cases
 
@@ -97,6 +104,8 @@ def embed_dataset(
             .cpu()
         )
         kept.extend(batch["index"].tolist())
+        if finding_sink is not None and out.finding_logits is not None:
+            finding_sink(batch["index"], out.finding_logits.float().cpu())
         if attention_sink is not None:
             for row, index in enumerate(batch["index"].tolist()):
                 attention_sink(index, out.attention[row].float().cpu())

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ctrg.anatomy import CHEST_STRUCTURES
+from ctrg.anatomy import CHEST_STRUCTURES, CTRATE_LABELS
 from ctrg.config import load_stage_config
 from ctrg.data.dataset import Augment, VolumeTextDataset, collate_cases
 from ctrg.losses import LossConfig, structure_contrastive_loss
+from ctrg.models.finding_head import FindingLoss, label_structures, positive_weights
 from ctrg.models.observer import ObserverConfig, StructureObserver, observer_config_dict
 from ctrg.models.text_cache import load_text_cache, read_structure_texts
 from ctrg.queue import StructureQueue, gather_across_ranks
@@ -35,7 +36,8 @@ from ctrg.runtime import (
     write_stage_summary,
 )
 from ctrg.train.loop import LoopConfig, Trainer, unwrap
-from ctrg.train.retrieval import attention_concentration, embed_dataset, retrieval_metrics
+from ctrg.train.retrieval import attention_concentration
+from ctrg.train.stage1_validation import attach_finding_labels, make_evaluate
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class Stage1Model(nn.Module):
         skip_batch_texts: leave out queue entries identical to a text of the current batch
             (with fewer training cases than slots the queue holds every case's own text,
             which would otherwise be a negative for its own image).
+        finding_weight: weight of the finding-head loss (0 = the method alone; the observer
+            must have a finding head when > 0).
     """
 
     def __init__(
@@ -58,10 +62,13 @@ class Stage1Model(nn.Module):
         queue_kind: str = "diversity",
         queue_size: int = 256,
         skip_batch_texts: bool = False,
+        finding_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.observer, self.loss_config = observer, loss
         self.skip_batch_texts = skip_batch_texts
+        self.finding_weight = finding_weight
+        self.finding_loss: FindingLoss | None = None  # set by set_finding_labels
         cfg = observer.config
         self.queue = None
         if queue_kind != "none":
@@ -83,11 +90,21 @@ class Stage1Model(nn.Module):
         """L2-normalised projected text embeddings (B, S, E) matching the queries."""
         return self.observer.encode_text(self.text_features(text_features, report_features))
 
+    def set_finding_labels(self, train_labels: torch.Tensor, cap: float) -> None:
+        """Build the finding loss, positives weighted by the training labels (N, L)."""
+        self.finding_loss = FindingLoss(positive_weights(train_labels, cap))
+
     def forward(
-        self, volume: torch.Tensor, text_features: torch.Tensor, report_features: torch.Tensor
+        self,
+        volume: torch.Tensor,
+        text_features: torch.Tensor,
+        report_features: torch.Tensor,
+        labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """volume (B, 1, D, H, W), text_features (B, S, H), report_features (B, H)."""
-        image = self.observer.encode_volume(volume).observation_embeddings  # (B, S, E)
+        """volume (B, 1, D, H, W), text_features (B, S, H), report_features (B, H),
+        labels (B, L) report-derived findings in {0, 1, NaN} (used with a finding head)."""
+        visual = self.observer.encode_volume(volume)
+        image = visual.observation_embeddings  # (B, S, E)
         features = self.text_features(text_features, report_features).float()
         all_features, offset = gather_across_ranks(features)  # (B_all, S, H)
         texts = self.observer.encode_text(all_features)
@@ -101,6 +118,11 @@ class Stage1Model(nn.Module):
         loss, metrics = structure_contrastive_loss(
             image, texts, self.loss_config, queue_keys, queue_structures, offset
         )
+        if self.finding_loss is not None and labels is not None and self.finding_weight > 0:
+            finding = self.finding_loss(visual.finding_logits, labels.to(volume.device))
+            metrics["contrastive_loss"] = loss.detach()
+            metrics["finding_loss"] = finding.detach()
+            loss = loss + self.finding_weight * finding
         if self.queue is not None and self.training:
             s = all_features.shape[1]
             ids = torch.arange(s, device=volume.device).repeat(all_features.shape[0])
@@ -128,8 +150,16 @@ def batch_duplicates(
 
 def build_model(section: dict[str, Any], text_dim: int, num_structures: int) -> Stage1Model:
     """Stage1Model from the stage1 section (optionally CT-CLIP-initialised)."""
+    weight = section.get("findings", {}).get("weight", 0.0)
+    queries = 1 if section["model"]["queries"] == "global" else num_structures
+    heads = label_structures(CTRATE_LABELS, CHEST_STRUCTURES, queries) if weight > 0 else ()
     config = ObserverConfig.from_dict(
-        {**section["model"], "text_dim": text_dim, "num_structures": num_structures}
+        {
+            **section["model"],
+            "text_dim": text_dim,
+            "num_structures": num_structures,
+            "finding_structures": heads,
+        }
     )
     observer = StructureObserver(config)
     if section["model"]["init_checkpoint"]:
@@ -139,39 +169,15 @@ def build_model(section: dict[str, Any], text_dim: int, num_structures: int) -> 
     loss = LossConfig(**section["loss"])
     queue = section["queue"]
     return Stage1Model(
-        observer, loss, queue["kind"], queue["size"], queue.get("skip_batch_texts", False)
+        observer, loss, queue["kind"], queue["size"], queue.get("skip_batch_texts", False), weight
     )
 
 
-def make_evaluate(
-    valid: VolumeTextDataset, device: torch.device, batch_size: int, names: list[str]
-):  # type: ignore[no-untyped-def]
-    """evaluate_fn for the Trainer: retrieval metrics + validation loss (keys = all texts)."""
-
-    def evaluate(module: nn.Module, step: int) -> dict[str, float]:
-        image, text, _ = embed_dataset(module, valid, device, batch_size)
-        metrics = retrieval_metrics(image, text, names)
-        loss, _ = structure_contrastive_loss(image, text, module.loss_config)
-        metrics["valid_loss"] = float(loss)
-        log.info(
-            "step %d: retrieval top1 %.3f top5 %.3f (chance %.3f), mean rank %.1f (chance %.1f),"
-            " valid loss %.3f",
-            step,
-            metrics["retrieval_top1"],
-            metrics["retrieval_top5"],
-            metrics["retrieval_top1_chance"],
-            metrics["retrieval_mean_rank"],
-            metrics["retrieval_mean_rank_chance"],
-            metrics["valid_loss"],
-        )
-        return metrics
-
-    return evaluate
-
-
 def step_fn(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
-    """One micro-batch of the contrastive objective."""
-    return model(batch["volume"], batch["text_features"], batch["report_features"])
+    """One micro-batch of the contrastive objective (+ the finding loss when enabled)."""
+    return model(
+        batch["volume"], batch["text_features"], batch["report_features"], batch.get("labels")
+    )
 
 
 def _datasets(
@@ -242,6 +248,8 @@ def run(args: argparse.Namespace) -> int:
     train, valid = _datasets(args, section, cache, seed)
     names = list(CHEST_STRUCTURES) if section["model"]["queries"] == "structure" else ["report"]
     model = build_model(section, cache.embeddings.shape[-1], cache.embeddings.shape[1])
+    if section["findings"]["weight"] > 0:
+        attach_finding_labels(model, args.labels, train, valid, section["findings"])
     rows = torch.as_tensor(train.rows)
     if section["model"]["queries"] == "global":
         model.observer.set_text_center(cache.report_embeddings[rows][:, None, :])
@@ -317,6 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", required=True, help="structure_texts.csv")
     parser.add_argument("--text-cache", required=True, help="embeddings.safetensors")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="report-derived labels CSV (ctrg label; needed when stage1.findings.weight > 0)",
+    )
     parser.add_argument(
         "--resume",
         default="auto",
