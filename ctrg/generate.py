@@ -102,7 +102,14 @@ def generate(
     for start in tqdm(range(0, len(dataset), batch_size), desc="generate", unit="batch"):
         chosen = source[start : start + batch_size]
         tokens = torch.stack([dataset.visual[int(j)] for j in chosen]).to(device)
-        visual = VisualTokens(tokens, dataset.kind.to(device), dataset.structure.to(device))
+        findings = (
+            torch.stack([dataset.findings[int(j)] for j in chosen]).to(device)
+            if dataset.findings
+            else None
+        )  # the shuffled control moves the finding logits with the tokens
+        visual = VisualTokens(
+            tokens, dataset.kind.to(device), dataset.structure.to(device), findings
+        )
         predictions += generate_reports(model, tokenizer, visual, decoding)
     return predictions
 
@@ -155,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
     check_model_features(meta, content, args.model, args.index)
     reports = read_reports(args.reports) if args.reports else None
     rows = select_rows(index, reports, section)
-    dataset = FeatureReportDataset(rows, content, meta["visual_tokens"])
+    dataset = FeatureReportDataset(
+        rows, content, meta["visual_tokens"], findings=meta.get("finding_tokens", False)
+    )
     count = len(dataset)
     shuffle_seed = payload["seed"] if args.shuffle_seed is None else args.shuffle_seed
     source = derangement(count, shuffle_seed) if args.shuffle_features else np.arange(count)

@@ -128,10 +128,9 @@ class Pipeline:
         from ctrg.features.cache import visual_tokens_from_features
         from ctrg.models.generation import generate_reports
 
-        visual = visual_tokens_from_features([features], self.meta["visual_tokens"])
-        visual = type(visual)(
-            *(t.to(self.device) for t in (visual.tokens, visual.kind, visual.structure))
-        )
+        findings = bool(self.meta.get("finding_tokens", False))
+        visual = visual_tokens_from_features([features], self.meta["visual_tokens"], findings)
+        visual = visual.to(self.device)
         return generate_reports(self.model, self.tokenizer, visual, self.decoding)[0]
 
     def inspect(

@@ -140,6 +140,8 @@ def load_case_features(
             hint = (
                 " (extract with features.store_all_patches: true)"
                 if ("patch_tokens" in missing)
+                else f" {FINDING_HINT}"
+                if "finding_logits" in missing
                 else ""
             )
             raise MissingFeatures(f"{path}: feature file lacks {missing}{hint}")
@@ -184,12 +186,15 @@ def index_hash(frame: pd.DataFrame) -> str:
     return str(frame["frozen_hash"].iloc[0])
 
 
-def visual_tokens_from_features(features: list[dict[str, Any]], mode: str) -> VisualTokens:
+def visual_tokens_from_features(
+    features: list[dict[str, Any]], mode: str, findings: bool = False
+) -> VisualTokens:
     """Assemble a batch's decoder input from loaded feature dicts.
 
     Args:
         features: per-case dicts from :func:`load_case_features`.
         mode: ``selected`` (observation + top-k patches) or ``all`` (every patch token).
+        findings: also attach the finding-head logits (B, L) (``stage2.finding_tokens``).
     """
     observation = torch.stack([f["observation_tokens"].float() for f in features])
     key = "selected_patch_tokens" if mode == "selected" else "patch_tokens"
@@ -199,9 +204,18 @@ def visual_tokens_from_features(features: list[dict[str, Any]], mode: str) -> Vi
             + (" (extract with features.store_all_patches: true)" if mode == "all" else "")
         )
     patches = torch.stack([f[key].float() for f in features])
-    return assemble_visual_tokens(observation, patches, mode)
+    visual = assemble_visual_tokens(observation, patches, mode)
+    if findings:
+        if any("finding_logits" not in f for f in features):
+            raise ValueError(f"stage2.finding_tokens needs 'finding_logits' {FINDING_HINT}")
+        visual.findings = torch.stack([f["finding_logits"].float() for f in features])
+    return visual
 
 
-def feature_keys_for(mode: str) -> tuple[str, ...]:
-    """Tensors a decoder in ``mode`` reads from each feature file."""
-    return ("observation_tokens", "selected_patch_tokens" if mode == "selected" else "patch_tokens")
+FINDING_HINT = "(features of a stage-1 model with a finding head: stage1.findings.weight > 0)"
+
+
+def feature_keys_for(mode: str, findings: bool = False) -> tuple[str, ...]:
+    """Tensors a decoder in ``mode`` (with finding tokens or not) reads from each file."""
+    keys = ("observation_tokens", "selected_patch_tokens" if mode == "selected" else "patch_tokens")
+    return (*keys, "finding_logits") if findings else keys

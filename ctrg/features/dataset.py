@@ -85,14 +85,16 @@ class FeatureReportDataset(Dataset):
         mode: str,
         tokenizer: Any = None,
         max_tokens: int | None = None,
+        findings: bool = False,
     ) -> None:
         self.case_ids: list[str] = []
+        self.findings: list[torch.Tensor] = []  # (L,) finding-head logits per case
         self.reports: list[str] = []
         self.visual: list[torch.Tensor] = []
         self.ids: list[list[int]] = []
         self.skipped: list[dict[str, str]] = []
         self.kind = self.structure = None
-        keys = feature_keys_for(mode)
+        keys = feature_keys_for(mode, findings)
         for row in tqdm(
             rows.itertuples(index=False),
             total=len(rows),
@@ -102,7 +104,7 @@ class FeatureReportDataset(Dataset):
         ):
             try:
                 features = load_case_features(row.path, expected_hash=frozen_hash, keys=keys)
-                visual = visual_tokens_from_features([features], mode)
+                visual = visual_tokens_from_features([features], mode, findings)
             except (FrozenHashMismatch, MissingFeatures):
                 raise
             except Exception as err:  # one unreadable file is reported and skipped
@@ -119,6 +121,8 @@ class FeatureReportDataset(Dataset):
             self.case_ids.append(row.case_id)
             self.reports.append(row.report)
             self.visual.append(visual.tokens[0])
+            if visual.findings is not None:
+                self.findings.append(visual.findings[0])
             if tokenizer is not None:
                 self.ids.append(tokenizer.encode(row.report, max_length=max_tokens))
         if not self.case_ids:
@@ -138,7 +142,10 @@ class FeatureReportDataset(Dataset):
         return int(self.visual[0].shape[0])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"visual": self.visual[i], "ids": self.ids[i] if self.ids else [], "index": i}
+        item = {"visual": self.visual[i], "ids": self.ids[i] if self.ids else [], "index": i}
+        if self.findings:
+            item["findings"] = self.findings[i]
+        return item
 
 
 class Collate:
@@ -152,10 +159,13 @@ class Collate:
         ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
         for row, item in enumerate(items):
             ids[row, : len(item["ids"])] = torch.tensor(item["ids"], dtype=torch.long)
-        return {
+        batch = {
             "visual": torch.stack([item["visual"] for item in items]),
             "kind": self.kind,
             "structure": self.structure,
             "ids": ids,
             "index": torch.tensor([item["index"] for item in items]),
         }
+        if "findings" in items[0]:
+            batch["findings"] = torch.stack([item["findings"] for item in items])  # (B, L)
+        return batch

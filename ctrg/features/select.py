@@ -31,15 +31,21 @@ class VisualTokens:
         tokens: (B, T, C) visual tokens.
         kind: (T,) int64 TOKEN_* kind of each slot (shared by the batch).
         structure: (T,) int64 structure index of each slot (S for a patch without one).
+        findings: (B, L) finding-head logits of the frozen stage-1 model, or None (only
+            read by a decoder built with ``stage2.finding_tokens``).
     """
 
     tokens: torch.Tensor
     kind: torch.Tensor
     structure: torch.Tensor
+    findings: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> VisualTokens:
         """The same tokens on ``device``."""
-        return VisualTokens(self.tokens.to(device), self.kind.to(device), self.structure.to(device))
+        findings = None if self.findings is None else self.findings.to(device)
+        return VisualTokens(
+            self.tokens.to(device), self.kind.to(device), self.structure.to(device), findings
+        )
 
 
 @dataclass

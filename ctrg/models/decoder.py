@@ -37,6 +37,7 @@ class DecoderConfig:
     dropout: float = 0.1  # dropout on residual branches, feed-forward and embeddings
     max_length: int = 256  # most token positions (BOS and EOS included)
     pad_id: int = 0  # padding id (never attended to as a target)
+    num_findings: int = 0  # L finding tokens appended to the memory (stage2.finding_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (stored in checkpoints)."""
@@ -143,6 +144,10 @@ class ReportDecoder(nn.Module):
         self.structure_embedding = nn.Embedding(cfg.num_structures + 1, cfg.d_model)
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
         self.position_embedding = nn.Embedding(cfg.max_length, cfg.d_model)
+        if cfg.num_findings:
+            # finding token l = label_l + (2 p_l - 1) * present_l, p_l = sigmoid(logit_l)
+            self.finding_label = nn.Embedding(cfg.num_findings, cfg.d_model)
+            self.finding_present = nn.Embedding(cfg.num_findings, cfg.d_model)
         self.embed_drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model)
@@ -173,7 +178,22 @@ class ReportDecoder(nn.Module):
             )
         memory = self.visual_proj(self.visual_norm(visual.tokens))
         slot = self.kind_embedding(visual.kind) + self.structure_embedding(visual.structure)
-        return self.embed_drop(memory + slot.unsqueeze(0))
+        memory = memory + slot.unsqueeze(0)  # (B, T, D)
+        if self.cfg.num_findings:
+            memory = torch.cat([memory, self.finding_tokens(visual.findings, memory.dtype)], 1)
+        return self.embed_drop(memory)
+
+    def finding_tokens(self, logits: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """Finding-head logits (B, L) -> L memory tokens (B, L, D), one per label."""
+        if logits is None or logits.shape[-1] != self.cfg.num_findings:
+            got = None if logits is None else tuple(logits.shape)
+            raise ValueError(
+                f"decoder expects {self.cfg.num_findings} finding logits per case, got {got} "
+                "(stage2.finding_tokens needs features of a stage-1 model with a finding head)"
+            )
+        ids = torch.arange(self.cfg.num_findings, device=logits.device)
+        sign = torch.tanh(logits.float() / 2).to(dtype)  # (B, L) = 2 sigmoid - 1
+        return self.finding_label(ids)[None] + sign[..., None] * self.finding_present(ids)[None]
 
     def _embed(self, input_ids: torch.Tensor, start: int) -> torch.Tensor:
         """Token + position embeddings of ids (B, L) placed at positions start..start+L-1."""
@@ -207,12 +227,14 @@ class ReportDecoder(nn.Module):
         kind: torch.Tensor,
         structure: torch.Tensor,
         input_ids: torch.Tensor,
+        findings: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Teacher-forced logits (B, L, V) from visual tokens (B, T, C) and ids (B, L).
+        """Teacher-forced logits (B, L, V) from visual tokens (B, T, C) and ids (B, L)
+        (and finding logits (B, L_f) with finding tokens).
 
         Plain tensor arguments so that a DDP wrapper can call it.
         """
-        state = self.encode_visual(VisualTokens(visual_tokens, kind, structure))
+        state = self.encode_visual(VisualTokens(visual_tokens, kind, structure, findings))
         return self.token_logits(state, input_ids)
 
     def init_cache(self, state: torch.Tensor) -> dict[str, Any]:
@@ -296,7 +318,8 @@ def teacher_forced_loss(
         drop[:, 0] = False
         drop &= inputs != pad_id
         inputs = inputs.masked_fill(drop, unk_id)
-    logits = model(visual.tokens, visual.kind, visual.structure, inputs)  # (B, L-1, V)
+    extra = {} if visual.findings is None else {"findings": visual.findings}
+    logits = model(visual.tokens, visual.kind, visual.structure, inputs, **extra)  # (B, L-1, V)
     targets = token_ids[:, 1:]
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),

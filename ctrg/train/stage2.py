@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ctrg.anatomy import CTRATE_LABELS
 from ctrg.config import load_stage_config
 from ctrg.features.cache import FrozenHashMismatch, index_hash, read_index
 from ctrg.features.dataset import Collate, FeatureReportDataset, join_reports, read_reports
@@ -71,7 +72,7 @@ def check_frozen_hash(
 
 def visual_batch(batch: dict[str, torch.Tensor]) -> VisualTokens:
     """The VisualTokens of a collated batch."""
-    return VisualTokens(batch["visual"], batch["kind"], batch["structure"])
+    return VisualTokens(batch["visual"], batch["kind"], batch["structure"], batch.get("findings"))
 
 
 def add_visual_noise(visual: VisualTokens, scale: float) -> VisualTokens:
@@ -90,7 +91,7 @@ def add_visual_noise(visual: VisualTokens, scale: float) -> VisualTokens:
     tokens = visual.tokens
     spread = tokens.float().std(dim=-1, keepdim=True).to(tokens.dtype)  # (B, T, 1)
     noisy = tokens + scale * spread * torch.randn_like(tokens)
-    return VisualTokens(noisy, visual.kind, visual.structure)
+    return VisualTokens(noisy, visual.kind, visual.structure, visual.findings)
 
 
 def bleu_4(references: list[str], predictions: list[str]) -> float:
@@ -153,6 +154,9 @@ def build_model(
     if section["decoder_kind"] == "llm":
         from ctrg.models.llm import LLMConfig, build_from_path
 
+        if section["finding_tokens"]:
+            raise ValueError("stage2.finding_tokens is implemented for decoder_kind transformer")
+
         llm = {k: v for k, v in section["llm"].items() if k != "dtype"}
         cfg = LLMConfig(**llm, visual_dim=visual_dim, max_length=section["max_report_tokens"])
         model, tokenizer = build_from_path(cfg, section["llm"]["dtype"])
@@ -169,6 +173,7 @@ def build_model(
         num_structures=num_structures,
         max_length=section["max_report_tokens"],
         pad_id=tokenizer.pad_id,
+        num_findings=len(CTRATE_LABELS) if section["finding_tokens"] else 0,
         **section["decoder"],
     )
     return (
@@ -211,6 +216,7 @@ def export(
         **fields,
         "frozen_hash": content,
         "visual_tokens": section["visual_tokens"],
+        "finding_tokens": bool(section["finding_tokens"]),
         "step": int(state["step"]),
         "metrics": state.get("metrics", {}),
         "exported_from": "best" if use_best else "last",
@@ -230,7 +236,12 @@ def make_validator(
         log.warning("no %s cases: no validation, model.pt = last step", validation["split"])
         return None
     valid_set = FeatureReportDataset(
-        valid_rows, content, section["visual_tokens"], tokenizer, section["max_report_tokens"]
+        valid_rows,
+        content,
+        section["visual_tokens"],
+        tokenizer,
+        section["max_report_tokens"],
+        section["finding_tokens"],
     )
     decoding = GenerationConfig(**validation["decoding"])
     return Validator(valid_set, tokenizer, decoding, validation["batch_size"], device)
@@ -299,7 +310,12 @@ def run(args: argparse.Namespace) -> int:
         section, train_rows["report"].tolist(), probe.visual_dim, num_structures
     )
     train_set = FeatureReportDataset(
-        train_rows, content, mode, tokenizer, section["max_report_tokens"]
+        train_rows,
+        content,
+        mode,
+        tokenizer,
+        section["max_report_tokens"],
+        section["finding_tokens"],
     )
     args.out.mkdir(parents=True, exist_ok=True)
     if fields["kind"] == "transformer":
