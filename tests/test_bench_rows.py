@@ -27,6 +27,9 @@ def test_rows_that_change_only_stage2_share_the_full_rows_stage1():
     assert rows.stage1_run(base, "bench_all_patches_s1") == "bench_full_s1"
     assert rows.stage1_run(base, "bench_full_s1") == "bench_full_s1"
     assert rows.stage1_run(base, "bench_fifo_queue_s1") == "bench_fifo_queue_s1"
+    # a row that differs from full only after stage 1 of another row shares that row's
+    assert rows.stage1_run(base, "bench_finding_head_s2") == "bench_finding_head_s2"
+    assert rows.stage1_run(base, "bench_finding_tokens_s2") == "bench_finding_head_s2"
     assert rows.stage1_run(base, base["run"]) == base["run"]
     # a change to the workflow config applies to both rows alike: still shared
     other = rows.deep_merge(base, {"text": {"default_sentence": "Nothing in {structure}."}})

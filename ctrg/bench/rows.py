@@ -105,15 +105,19 @@ def _upstream(config: dict[str, Any]) -> dict[str, Any]:
 def stage1_run(config: dict[str, Any], run: str) -> str:
     """The run whose stage-1 model ``run`` freezes.
 
-    A benchmark row whose config equals the ``full`` row's (same seed) in every section
-    read up to stage 1 (e.g. ``all_patches``, which changes only features and stage 2)
-    reuses that row's stage-1 model instead of training an identical one. Every other run
+    A benchmark row reuses the stage-1 model of the first row (``full`` first, then the
+    order of ``rows.yaml``) whose config equals its own, same seed, in every section read up
+    to stage 1: ``all_patches`` (which changes only features and stage 2) freezes the
+    ``full`` row's model, ``finding_tokens`` the ``finding_head`` row's. Every other run
     uses its own.
     """
     parsed = parse_run(run)
-    if parsed is None or run == config.get("run") or "full" not in load_rows()["rows"]:
+    if parsed is None or run == config.get("run"):
         return run
-    full = run_name("full", parsed[1])
-    if _upstream(config_for_run(config, run)) == _upstream(config_for_run(config, full)):
-        return full
+    names = list(load_rows()["rows"])
+    own = _upstream(config_for_run(config, run))
+    for row in sorted(names, key=lambda name: name != "full"):  # full first, stable order
+        candidate = run_name(row, parsed[1])
+        if _upstream(config_for_run(config, candidate)) == own:
+            return candidate
     return run
