@@ -75,12 +75,35 @@ rule bench_paired:
         " > {log} 2>&1"
 
 
+rule bench_label_ceiling:
+    input:
+        volumes="results/volumes/manifest.csv",
+        labels="results/reports/labels.csv",
+        truth=ground_truth_labels,
+    output:
+        json="results/bench/label_ceiling.json",
+    log:
+        "logs/bench/label_ceiling.log",
+    benchmark:
+        "benchmarks/bench/label_ceiling.tsv"
+    conda:
+        "../envs/ctrg.yaml"
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    shell:
+        "ctrg bench label-ceiling --volumes {input.volumes} --labels {input.labels}"
+        " --ground-truth {input.truth} --out-json {output.json} > {log} 2>&1"
+
+
 rule bench_quality:
     input:
         rows=bench_row_metrics,
         heldout=bench_heldout_retrieval,
         baselines=bench_baseline_metrics,
         paired=bench_paired_tables,
+        ceiling="results/bench/label_ceiling.json",
     output:
         table="results/bench/quality.md",
         json="results/bench/quality.json",
@@ -95,4 +118,5 @@ rule bench_quality:
         runtime=10,
     shell:
         "ctrg bench quality {input.rows} {input.baselines} --paired {input.paired}"
-        " --out-md {output.table} --out-json {output.json} > {log} 2>&1"
+        " --ceiling {input.ceiling} --out-md {output.table} --out-json {output.json}"
+        " > {log} 2>&1"

@@ -113,3 +113,19 @@ def test_paired_table_marks_intervals_that_exclude_zero():
         "| full_control | 3 | -0.020* [-0.030, -0.010] p=0.040 | -0.100 [-0.200, +0.050] p=0.040"
         " | +0.030* [+0.010, +0.050] p=0.040 | +0.000 [-0.010, +0.010] p=0.040 |"
     )
+
+
+def test_label_ceiling_line_and_json(tmp_path):
+    paths = [write_run(tmp_path, "bench_full_s0", 0.2, stage1_summary(0.3))]
+    ceiling = tmp_path / "ceiling.json"
+    test = {"micro_f1": 0.5432, "macro_f1": 0.585, "mean_auc": 0.804}
+    result = {"test": test, "train_cases": 210, "test_cases": 60, "best_epoch": 33}
+    ceiling.write_text(json.dumps({**result, "threshold": 0.35}))
+    out_md, out_json = tmp_path / "q.md", tmp_path / "q.json"
+    argv = [*map(str, paths), "--ceiling", str(ceiling)]
+    assert main([*argv, "--out-md", str(out_md), "--out-json", str(out_json)]) == 0
+    assert (
+        "labels of the 210 training reports scores micro-F1 0.543, macro-F1 0.585 and mean AUC"
+        " 0.804 on the 60 test cases (epoch 33 and threshold 0.35" in out_md.read_text()
+    )
+    assert json.loads(out_json.read_text())["label_ceiling"]["micro_f1"] == 0.5432

@@ -240,6 +240,19 @@ def paired_markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ceiling_markdown(result: dict[str, Any]) -> str:
+    """One paragraph on the supervised label reader (``ctrg bench label-ceiling``)."""
+    test = result["test"]
+    auc = "n/a" if test["mean_auc"] is None else f"{test['mean_auc']:.3f}"
+    return (
+        f"Supervised label reader (not a report generator; `ctrg bench label-ceiling`): a 3D CNN"
+        f" trained on the labels of the {result['train_cases']} training reports scores"
+        f" micro-F1 {test['micro_f1']:.3f}, macro-F1 {test['macro_f1']:.3f} and mean AUC"
+        f" {auc} on the {result['test_cases']} test cases (epoch {result['best_epoch']} and"
+        f" threshold {result['threshold']:.2f} chosen on validation).\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctrg bench quality", description=__doc__)
     parser.add_argument(
@@ -256,6 +269,12 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="results/bench/paired/<comparison>.json of ctrg bench paired (pooled table)",
     )
+    parser.add_argument(
+        "--ceiling",
+        type=Path,
+        default=None,
+        help="results/bench/label_ceiling.json of ctrg bench label-ceiling (one line below)",
+    )
     parser.add_argument("--out-md", type=Path, required=True)
     parser.add_argument("--out-json", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -270,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         result.setdefault("title", Path(path).stem)
     if paired:
         table += "\n" + paired_markdown(list(paired.values()))
+    ceiling = json.loads(args.ceiling.read_text()) if args.ceiling else None
+    if ceiling:
+        table += "\n" + ceiling_markdown(ceiling)
     atomic_write_text(args.out_md, table)
     atomic_write_json(
         args.out_json,
@@ -277,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": rows,
             "stage1": stage1,
             "paired": {path: result["pooled"] for path, result in paired.items()},
+            "label_ceiling": ceiling["test"] if ceiling else None,
             "provenance": provenance(),
         },
     )
