@@ -6,6 +6,7 @@ rule stage2:
         features="results/{run}/features/index.csv",
         frozen="results/{run}/frozen/frozen.json",
         reports="results/reports/reports.csv",
+        labels="results/reports/labels.csv",
         cfg="results/{run}/configs/stage2.json",
     output:
         checkpoint="results/{run}/stage2/model.pt",
@@ -26,8 +27,8 @@ rule stage2:
     shell:
         "python -m ctrg.launch --nproc {resources.gpu} --"
         " stage2 --config {input.cfg} --features {input.features} --frozen {input.frozen}"
-        " --reports {input.reports} --out {params.out} --resume auto --threads {threads}"
-        " > {log} 2>&1"
+        " --reports {input.reports} --labels {input.labels} --out {params.out}"
+        " --resume auto --threads {threads} > {log} 2>&1"
 
 
 rule generate:

@@ -160,3 +160,12 @@ def test_bad_labels_file_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"bad\.csv: missing label columns"):
         stage1.main([*argv, "--labels", str(tmp_path / "bad.csv")])
     assert not (tmp_path / "out" / "model.pt").exists()
+
+
+def test_finding_states_of_the_head_and_of_report_labels():
+    from ctrg.models.finding_head import finding_states, label_states
+
+    logits = torch.tensor([[2.0, -0.5, 0.0]])
+    assert finding_states(logits).tolist() == [[1.0, -1.0, -1.0]]  # logit 0 = p 0.5: absent
+    assert finding_states(logits, threshold=-1.0).tolist() == [[1.0, 1.0, 1.0]]
+    assert label_states(torch.tensor([[1.0, 0.0, NAN]])).tolist() == [[1.0, -1.0, 0.0]]

@@ -34,6 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ctrg.features.select import VisualTokens, assemble_visual_tokens
+from ctrg.models.finding_head import finding_states
 from ctrg.runtime import atomic_path, sha256_json
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,8 @@ def visual_tokens_from_features(
     Args:
         features: per-case dicts from :func:`load_case_features`.
         mode: ``selected`` (observation + top-k patches) or ``all`` (every patch token).
-        findings: also attach the finding-head logits (B, L) (``stage2.finding_tokens``).
+        findings: also attach the finding head's decisions as finding states (B, L) in
+            {-1, +1} (``stage2.finding_tokens``; ``ctrg.models.finding_head.finding_states``).
     """
     observation = torch.stack([f["observation_tokens"].float() for f in features])
     key = "selected_patch_tokens" if mode == "selected" else "patch_tokens"
@@ -208,7 +210,8 @@ def visual_tokens_from_features(
     if findings:
         if any("finding_logits" not in f for f in features):
             raise ValueError(f"stage2.finding_tokens needs 'finding_logits' {FINDING_HINT}")
-        visual.findings = torch.stack([f["finding_logits"].float() for f in features])
+        logits = torch.stack([f["finding_logits"].float() for f in features])  # (B, L)
+        visual.findings = finding_states(logits)
     return visual
 
 

@@ -88,7 +88,7 @@ class FeatureReportDataset(Dataset):
         findings: bool = False,
     ) -> None:
         self.case_ids: list[str] = []
-        self.findings: list[torch.Tensor] = []  # (L,) finding-head logits per case
+        self.findings: list[torch.Tensor] = []  # (L,) finding states per case (+1 / -1)
         self.reports: list[str] = []
         self.visual: list[torch.Tensor] = []
         self.ids: list[list[int]] = []
@@ -127,6 +127,26 @@ class FeatureReportDataset(Dataset):
                 self.ids.append(tokenizer.encode(row.report, max_length=max_tokens))
         if not self.case_ids:
             raise ValueError(f"no readable feature files among {len(rows)} case(s)")
+
+    def use_report_findings(self, path: str | Path, names: tuple[str, ...]) -> int:
+        """Replace the head's finding states by each case's own report labels (``ctrg
+        label`` output): teacher states for training. A case without labels keeps 0
+        (unknown) for every label.
+
+        Returns:
+            how many cases have labels.
+
+        Raises:
+            ValueError: naming the file for a missing column or values other than 0/1.
+        """
+        from ctrg.evaluate.clinical import load_ground_truth
+        from ctrg.models.finding_head import label_states
+
+        labels = torch.full((len(self), len(names)), float("nan"))
+        values, rows = load_ground_truth(path, self.case_ids, names)
+        labels[torch.as_tensor(rows)] = torch.as_tensor(values, dtype=torch.float32)
+        self.findings = list(label_states(labels))
+        return len(rows)
 
     def __len__(self) -> int:
         return len(self.case_ids)

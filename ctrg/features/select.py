@@ -31,8 +31,9 @@ class VisualTokens:
         tokens: (B, T, C) visual tokens.
         kind: (T,) int64 TOKEN_* kind of each slot (shared by the batch).
         structure: (T,) int64 structure index of each slot (S for a patch without one).
-        findings: (B, L) finding-head logits of the frozen stage-1 model, or None (only
-            read by a decoder built with ``stage2.finding_tokens``).
+        findings: (B, L) finding states in [-1, 1] (+1 present, -1 absent: the frozen
+            finding head's decisions, or a training report's own labels), or None (only read
+            by a decoder built with ``stage2.finding_tokens``).
     """
 
     tokens: torch.Tensor

@@ -145,7 +145,7 @@ class ReportDecoder(nn.Module):
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
         self.position_embedding = nn.Embedding(cfg.max_length, cfg.d_model)
         if cfg.num_findings:
-            # finding token l = label_l + (2 p_l - 1) * present_l, p_l = sigmoid(logit_l)
+            # finding token l = label_l + state_l * present_l, state +1 present / -1 absent
             self.finding_label = nn.Embedding(cfg.num_findings, cfg.d_model)
             self.finding_present = nn.Embedding(cfg.num_findings, cfg.d_model)
         self.embed_drop = nn.Dropout(cfg.dropout)
@@ -183,17 +183,17 @@ class ReportDecoder(nn.Module):
             memory = torch.cat([memory, self.finding_tokens(visual.findings, memory.dtype)], 1)
         return self.embed_drop(memory)
 
-    def finding_tokens(self, logits: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-        """Finding-head logits (B, L) -> L memory tokens (B, L, D), one per label."""
-        if logits is None or logits.shape[-1] != self.cfg.num_findings:
-            got = None if logits is None else tuple(logits.shape)
+    def finding_tokens(self, states: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        """Finding states (B, L) in [-1, 1] -> L memory tokens (B, L, D), one per label."""
+        if states is None or states.shape[-1] != self.cfg.num_findings:
+            got = None if states is None else tuple(states.shape)
             raise ValueError(
-                f"decoder expects {self.cfg.num_findings} finding logits per case, got {got} "
+                f"decoder expects {self.cfg.num_findings} finding states per case, got {got} "
                 "(stage2.finding_tokens needs features of a stage-1 model with a finding head)"
             )
-        ids = torch.arange(self.cfg.num_findings, device=logits.device)
-        sign = torch.tanh(logits.float() / 2).to(dtype)  # (B, L) = 2 sigmoid - 1
-        return self.finding_label(ids)[None] + sign[..., None] * self.finding_present(ids)[None]
+        ids = torch.arange(self.cfg.num_findings, device=states.device)
+        value = states.to(dtype)[..., None]  # (B, L, 1)
+        return self.finding_label(ids)[None] + value * self.finding_present(ids)[None]
 
     def _embed(self, input_ids: torch.Tensor, start: int) -> torch.Tensor:
         """Token + position embeddings of ids (B, L) placed at positions start..start+L-1."""
@@ -230,7 +230,7 @@ class ReportDecoder(nn.Module):
         findings: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Teacher-forced logits (B, L, V) from visual tokens (B, T, C) and ids (B, L)
-        (and finding logits (B, L_f) with finding tokens).
+        (and finding states (B, L_f) with finding tokens).
 
         Plain tensor arguments so that a DDP wrapper can call it.
         """

@@ -93,6 +93,24 @@ class FindingLoss(nn.Module):
         return loss[known].mean()
 
 
+def finding_states(logits: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """The head's decision per label as the decoder's finding state: +1 present, -1 absent.
+
+    Args:
+        logits: (..., L) finding-head logits. threshold: logit above which a label counts
+            as present (0 = probability 0.5).
+
+    Returns:
+        (..., L) float in {-1, +1}.
+    """
+    return torch.where(logits.float() > threshold, 1.0, -1.0)
+
+
+def label_states(labels: torch.Tensor) -> torch.Tensor:
+    """Report labels (..., L) in {0, 1, NaN} as finding states: +1, -1, and 0 for unknown."""
+    return torch.nan_to_num(2 * labels.float() - 1, nan=0.0)
+
+
 def positive_weights(labels: torch.Tensor, cap: float) -> torch.Tensor:
     """Per-label negatives/positives among the known labels, clipped to [1, cap].
 

@@ -30,7 +30,7 @@ from ctrg.anatomy import CTRATE_LABELS
 from ctrg.config import load_stage_config
 from ctrg.features.cache import FrozenHashMismatch, index_hash, read_index
 from ctrg.features.dataset import Collate, FeatureReportDataset, join_reports, read_reports
-from ctrg.features.select import TOKEN_OBSERVATION, VisualTokens
+from ctrg.features.select import TOKEN_OBSERVATION
 from ctrg.models.decoder import DecoderConfig, ReportDecoder, teacher_forced_loss
 from ctrg.models.generation import GenerationConfig, generate_reports
 from ctrg.models.tokenizer import train_tokenizer
@@ -45,6 +45,7 @@ from ctrg.runtime import (
     write_stage_summary,
 )
 from ctrg.train.loop import LoopConfig, Trainer
+from ctrg.train.stage2_inputs import add_visual_noise, teach_findings, visual_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,30 +69,6 @@ def check_frozen_hash(
                 f"features were made by frozen model {features_hash[:12]} but {source} says "
                 f"{wanted[:12]}: re-extract the features with the current frozen model"
             )
-
-
-def visual_batch(batch: dict[str, torch.Tensor]) -> VisualTokens:
-    """The VisualTokens of a collated batch."""
-    return VisualTokens(batch["visual"], batch["kind"], batch["structure"], batch.get("findings"))
-
-
-def add_visual_noise(visual: VisualTokens, scale: float) -> VisualTokens:
-    """Training-time noise on the visual tokens (``stage2.visual_noise``).
-
-    Args:
-        visual: tokens (B, T, C).
-        scale: noise standard deviation in units of each token's channel standard deviation.
-
-    Returns:
-        The same VisualTokens with tokens + scale * std_C(token) * N(0, 1) (B, T, C); the
-        input itself when ``scale`` is 0.
-    """
-    if scale == 0:
-        return visual
-    tokens = visual.tokens
-    spread = tokens.float().std(dim=-1, keepdim=True).to(tokens.dtype)  # (B, T, 1)
-    noisy = tokens + scale * spread * torch.randn_like(tokens)
-    return VisualTokens(noisy, visual.kind, visual.structure, visual.findings)
 
 
 def bleu_4(references: list[str], predictions: list[str]) -> float:
@@ -317,6 +294,8 @@ def run(args: argparse.Namespace) -> int:
         section["max_report_tokens"],
         section["finding_tokens"],
     )
+    if section["finding_tokens"] and section["finding_teacher"]:
+        teach_findings(train_set, args.labels)
     args.out.mkdir(parents=True, exist_ok=True)
     if fields["kind"] == "transformer":
         tokenizer.save(args.out / "tokenizer.json")
@@ -378,6 +357,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--features", required=True, type=Path, help="features index.csv")
     parser.add_argument("--reports", required=True, type=Path, help="reports.csv")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="report-derived labels CSV (ctrg label): the teacher finding states of training",
+    )
     parser.add_argument("--resume", default="auto", help="auto | never | PATH")
     parser.add_argument(
         "--frozen",
