@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "speed": "training / extraction / inference throughput and peak memory",
     "quality": "the ablation and baseline quality table on the phantom benchmark",
     "baseline": "predictions of the method-free baselines (most frequent report, NN retrieval)",
+    "finding-head": "the frozen finding head against ground truth, and reports against it",
     "label-ceiling": "a supervised 3D CNN on the report labels: what the volumes support",
     "paired": "A minus B per seed and pooled over seeds (e.g. shuffled-image control vs method)",
 }
