@@ -152,6 +152,12 @@ class ReportDecoder(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model)
         self.apply(self._init_weights)
+        if cfg.num_findings:
+            # a projected visual token starts at norm ~ 0.02 sqrt(C) sqrt(D) (LayerNorm, then
+            # std-0.02 weights); finding tokens start at the same scale (std 0.02 sqrt(C))
+            # instead of 10x smaller, or the decoder's cross-attention never picks them up
+            for table in (self.finding_label, self.finding_present):
+                nn.init.normal_(table.weight, std=0.02 * cfg.visual_dim**0.5)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
