@@ -21,7 +21,12 @@ import pandas as pd
 import torch
 
 from ctrg.anatomy import CTRATE_LABELS
-from ctrg.evaluate.clinical import load_ground_truth, run_labeller
+from ctrg.evaluate.clinical import (
+    case_counts,
+    load_ground_truth,
+    run_labeller,
+    scores_from_counts,
+)
 from ctrg.features.cache import load_case_features, read_index
 from ctrg.models.finding_head import finding_metrics
 from ctrg.runtime import atomic_write_json, setup_logging
@@ -41,10 +46,9 @@ def head_logits(index: pd.DataFrame) -> torch.Tensor:
 
 
 def micro_f1(predicted: torch.Tensor, truth: torch.Tensor) -> float:
-    """Micro-F1 of two (N, L) 0/1 matrices."""
-    tp = float((predicted * truth).sum())
-    denominator = float(predicted.sum() + truth.sum())
-    return 2 * tp / denominator if denominator else 0.0
+    """Micro-F1 of two (N, L) 0/1 matrices, as ``ctrg evaluate`` scores it."""
+    counts = case_counts(truth.long().numpy(), predicted.long().numpy()).sum(0)
+    return float(scores_from_counts(counts)["micro_f1"])
 
 
 def report_agreement(

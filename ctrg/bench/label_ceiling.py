@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ctrg.anatomy import CTRATE_LABELS
 from ctrg.data.dataset import read_volume_manifest
-from ctrg.evaluate.clinical import load_ground_truth
+from ctrg.evaluate.clinical import case_counts, load_ground_truth, scores_from_counts
 from ctrg.models.finding_head import finding_metrics, positive_weights
 from ctrg.runtime import atomic_write_json, seed_everything, setup_logging
 
@@ -109,13 +109,11 @@ def predict(model: nn.Module, volumes: torch.Tensor, batch_size: int = 16) -> to
 
 
 def f1_scores(probabilities: torch.Tensor, truth: torch.Tensor, threshold: float) -> dict:
-    """Micro- and macro-F1 (a label without positives or predictions scores 0)."""
-    predicted = (probabilities > threshold).float()
-    tp = (predicted * truth).sum(0)
-    denominator = predicted.sum(0) + truth.sum(0)
-    micro = float(2 * tp.sum() / denominator.sum().clamp(min=1))
-    macro = float((2 * tp / denominator.clamp(min=1)).mean())
-    return {"micro_f1": micro, "macro_f1": macro}
+    """Micro- and macro-F1 as ``ctrg evaluate`` scores clinical efficacy (a label without
+    positives or predictions scores 0)."""
+    predicted = (probabilities > threshold).long().numpy()
+    scores = scores_from_counts(case_counts(truth.long().numpy(), predicted).sum(0))
+    return {"micro_f1": float(scores["micro_f1"]), "macro_f1": float(scores["macro_f1"])}
 
 
 def best_threshold(probabilities: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:

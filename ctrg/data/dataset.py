@@ -116,14 +116,11 @@ class VolumeTextDataset(Dataset):
         Raises:
             ValueError: naming the file for a missing column or values other than 0/1.
         """
-        from ctrg.evaluate.clinical import load_ground_truth
+        from ctrg.evaluate.clinical import label_matrix
 
-        labels = torch.full((len(self), len(names)), float("nan"))
-        if len(self):
-            values, rows = load_ground_truth(path, self.case_ids, names)
-            labels[torch.as_tensor(rows)] = torch.as_tensor(values, dtype=torch.float32)
-        self.labels = labels
-        return int((~torch.isnan(labels[:, 0])).sum()) if len(names) else 0
+        labels, found = label_matrix(path, self.case_ids, names)
+        self.labels = torch.from_numpy(labels)
+        return found
 
     @staticmethod
     def _readable(frame: pd.DataFrame, i: int, shape: tuple[int, int, int]) -> bool:

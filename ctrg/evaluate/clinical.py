@@ -167,6 +167,25 @@ def load_ground_truth(
     return values.astype(np.int64), np.asarray(keep, dtype=np.int64)
 
 
+def label_matrix(
+    path: str | Path, case_ids: Sequence[str], labels: Sequence[str] = CTRATE_LABELS
+) -> tuple[np.ndarray, int]:
+    """Labels of ``case_ids`` in their order, NaN for a case the file does not have.
+
+    Returns:
+        ``(matrix (N, L) float32 in {0, 1, NaN}, how many cases have labels)``.
+
+    Raises:
+        ValueError: as :func:`load_ground_truth` (naming the file).
+    """
+    matrix = np.full((len(case_ids), len(labels)), np.nan, dtype=np.float32)
+    if not len(case_ids):
+        return matrix, 0
+    values, rows = load_ground_truth(path, case_ids, labels)
+    matrix[rows] = values
+    return matrix, len(rows)
+
+
 def positive_names(matrix_row: np.ndarray, labels: Sequence[str] = CTRATE_LABELS) -> str:
     """The ';'-joined names of a row's positive labels ('' when none)."""
     return ";".join(name for name, v in zip(labels, matrix_row) if v)

@@ -139,14 +139,12 @@ class FeatureReportDataset(Dataset):
         Raises:
             ValueError: naming the file for a missing column or values other than 0/1.
         """
-        from ctrg.evaluate.clinical import load_ground_truth
+        from ctrg.evaluate.clinical import label_matrix
         from ctrg.models.finding_head import label_states
 
-        labels = torch.full((len(self), len(names)), float("nan"))
-        values, rows = load_ground_truth(path, self.case_ids, names)
-        labels[torch.as_tensor(rows)] = torch.as_tensor(values, dtype=torch.float32)
-        self.findings = list(label_states(labels))
-        return len(rows)
+        labels, found = label_matrix(path, self.case_ids, names)
+        self.findings = list(label_states(torch.from_numpy(labels)))
+        return found
 
     def __len__(self) -> int:
         return len(self.case_ids)
