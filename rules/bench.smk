@@ -116,7 +116,9 @@ rule bench_quality:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        benchmarks="benchmarks",
     shell:
         "ctrg bench quality {input.rows} {input.baselines} --paired {input.paired}"
-        " --ceiling {input.ceiling} --out-md {output.table} --out-json {output.json}"
-        " > {log} 2>&1"
+        " --ceiling {input.ceiling} --benchmarks {params.benchmarks}"
+        " --out-md {output.table} --out-json {output.json} > {log} 2>&1"

@@ -21,6 +21,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ctrg.bench.row_times import collect_times, times_markdown
 from ctrg.bench.rows import load_rows, parse_run
 from ctrg.runtime import atomic_write_json, atomic_write_text, provenance, setup_logging
 
@@ -275,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="results/bench/label_ceiling.json of ctrg bench label-ceiling (one line below)",
     )
+    parser.add_argument(
+        "--benchmarks",
+        type=Path,
+        default=None,
+        help="Snakemake's benchmarks/ folder: adds each row's wall time (stage 1, stage 2,"
+        " the row alone)",
+    )
     parser.add_argument("--out-md", type=Path, required=True)
     parser.add_argument("--out-json", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -292,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = json.loads(args.ceiling.read_text()) if args.ceiling else None
     if ceiling:
         table += "\n" + ceiling_markdown(ceiling)
+    evals = [p for p in args.metrics if p.parent.name == "eval"]
+    times = collect_times(evals, args.benchmarks) if args.benchmarks else {}
+    if times:
+        table += "\n" + times_markdown(dict(sorted(times.items(), key=lambda i: _row_order(i[0]))))
     atomic_write_text(args.out_md, table)
     atomic_write_json(
         args.out_json,
@@ -300,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             "stage1": stage1,
             "paired": {path: result["pooled"] for path, result in paired.items()},
             "label_ceiling": ceiling["test"] if ceiling else None,
+            "wall_time": times,
             "provenance": provenance(),
         },
     )
