@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from stage2_helpers import tiny_decoder
 
 from ctrg.features.select import assemble_visual_tokens
-from ctrg.models.decoder import DecoderConfig, ReportDecoder, teacher_forced_loss
+from ctrg.models.decoder import teacher_forced_loss
 from ctrg.models.generation import GenerationConfig, generate_ids
-
-
-def _decoder(**overrides: int | float) -> ReportDecoder:
-    torch.manual_seed(0)
-    sizes = dict(
-        vocab_size=20,
-        visual_dim=6,
-        num_structures=2,
-        d_model=32,
-        num_layers=2,
-        num_heads=4,
-        ff_dim=64,
-        dropout=0.0,
-        max_length=16,
-    )
-    sizes.update(overrides)
-    return ReportDecoder(DecoderConfig(**sizes)).eval()
 
 
 def _visual(batch: int = 2, seed: int = 1):
@@ -35,7 +19,7 @@ def _visual(batch: int = 2, seed: int = 1):
 
 
 def test_logits_shape_and_causality() -> None:
-    model, visual = _decoder(), _visual()
+    model, visual = tiny_decoder(), _visual()
     ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 9, 3, 0]])
     state = model.encode_visual(visual)
     logits = model.token_logits(state, ids)
@@ -48,7 +32,7 @@ def test_logits_shape_and_causality() -> None:
 
 
 def test_cached_steps_match_full_forward() -> None:
-    model, visual = _decoder(), _visual()
+    model, visual = tiny_decoder(), _visual()
     ids = torch.tensor([[2, 5, 6, 7, 4], [2, 8, 9, 10, 11]])
     state = model.encode_visual(visual)
     full = model.token_logits(state, ids)
@@ -64,7 +48,7 @@ def test_cached_steps_match_full_forward() -> None:
 
 
 def test_visual_tokens_condition_the_logits() -> None:
-    model = _decoder()
+    model = tiny_decoder()
     ids = torch.tensor([[2, 5, 6]])
     first = model.token_logits(model.encode_visual(_visual(1, seed=1)), ids)
     second = model.token_logits(model.encode_visual(_visual(1, seed=2)), ids)
@@ -72,7 +56,7 @@ def test_visual_tokens_condition_the_logits() -> None:
 
 
 def test_padding_does_not_change_the_loss() -> None:
-    model, visual = _decoder(), _visual(1)
+    model, visual = tiny_decoder(), _visual(1)
     short = torch.tensor([[2, 5, 6, 3]])
     padded = torch.tensor([[2, 5, 6, 3, 0, 0]])
     torch.testing.assert_close(
@@ -83,7 +67,7 @@ def test_padding_does_not_change_the_loss() -> None:
 
 def test_learns_image_dependent_reports_and_generates_them() -> None:
     """Two images, two reports: after training, greedy decoding returns each image's report."""
-    model = _decoder().train()
+    model = tiny_decoder().train()
     visual = _visual(2)
     reports = torch.tensor([[2, 5, 6, 7, 3], [2, 9, 8, 3, 0]])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -11,18 +11,18 @@ other case's), and a cache without logits or a run without --labels is refused.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from stage2_helpers import stage2_argv, tiny_decoder, tiny_stage2_section, write_config
 
 from ctrg import generate
 from ctrg.anatomy import CTRATE_LABELS
 from ctrg.features.cache import MissingFeatures, save_case_features
 from ctrg.features.select import assemble_visual_tokens
-from ctrg.models.decoder import DecoderConfig, ReportDecoder, load_stage2
+from ctrg.models.decoder import ReportDecoder, load_stage2
 from ctrg.train import stage2
 
 HASH = "c" * 64
@@ -41,20 +41,7 @@ def one_thread():
 
 
 def _decoder(num_findings: int = 3) -> ReportDecoder:
-    torch.manual_seed(0)
-    cfg = DecoderConfig(
-        vocab_size=20,
-        visual_dim=6,
-        num_structures=2,
-        d_model=32,
-        num_layers=2,
-        num_heads=4,
-        ff_dim=64,
-        dropout=0.0,
-        max_length=16,
-        num_findings=num_findings,
-    )
-    return ReportDecoder(cfg).eval()
+    return tiny_decoder(num_findings=num_findings)
 
 
 def _visual(findings: torch.Tensor | None):
@@ -122,44 +109,18 @@ def _cache(root: Path, with_findings: bool = True, cases: int = 40) -> Path:
 
 
 def _configs(root: Path) -> tuple[Path, Path]:
-    section = {
-        "batch_size": 8,
-        "finding_tokens": True,
-        "tokenizer": {"vocab_size": 300, "min_frequency": 1},
-        "decoder": {"d_model": 32, "num_layers": 2, "num_heads": 2, "ff_dim": 64, "dropout": 0.0},
-        "optim": {"lr": 0.003},
-        "loop": {"max_steps": 300, "eval_every": 150, "checkpoint_every": 150, "log_every": 50},
-        "validation": {"max_cases": 4, "decoding": {"min_length": 1, "max_length": 30}},
-    }
-    train = root / "stage2.json"
-    train.write_text(
-        json.dumps({"section": "stage2", "seed": 0, "run": "t", "device": "cpu", "stage2": section})
-    )
-    gen = root / "generate.json"
+    loop = {"max_steps": 300, "eval_every": 150, "checkpoint_every": 150, "log_every": 50}
+    section = tiny_stage2_section(finding_tokens=True, loop=loop)
     decoding = {"strategy": "greedy", "min_length": 1, "max_length": 30}
-    payload = {"batch_size": 4, "decoding": decoding}
-    gen.write_text(
-        json.dumps(
-            {"section": "generate", "seed": 0, "run": "t", "device": "cpu", "generate": payload}
-        )
+    generate_section = {"batch_size": 4, "decoding": decoding}
+    return (
+        write_config(root / "stage2.json", "stage2", section),
+        write_config(root / "generate.json", "generate", generate_section),
     )
-    return train, gen
 
 
 def _train_argv(config: Path, cache: Path, out: Path, labels: bool = True) -> list[str]:
-    return [
-        *(["--labels", str(cache / "labels.csv")] if labels else []),
-        "--config",
-        str(config),
-        "--features",
-        str(cache / "index.csv"),
-        "--reports",
-        str(cache / "reports.csv"),
-        "--out",
-        str(out),
-        "--threads",
-        "1",
-    ]
+    return stage2_argv(config, cache, out, labels=labels)
 
 
 def test_decoder_names_what_the_finding_states_say(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from stage2_helpers import stage2_argv, write_config
 from test_stage2_train import HASH_A, TEXTS, _cache, _generate_config
 
 from ctrg import generate
@@ -77,23 +78,8 @@ def test_llm_decoder_trains_exports_and_generates(tmp_path: Path) -> None:
         "loop": {"max_steps": 6, "eval_every": 3, "checkpoint_every": 3, "log_every": 3},
         "validation": {"max_cases": 2, "decoding": {"min_length": 1, "max_length": 8}},
     }
-    config = tmp_path / "stage2.json"
-    config.write_text(
-        json.dumps({"section": "stage2", "seed": 0, "run": "t", "device": "cpu", "stage2": section})
-    )
     out = tmp_path / "stage2"
-    argv = [
-        "--config",
-        str(config),
-        "--features",
-        str(cache / "index.csv"),
-        "--reports",
-        str(cache / "reports.csv"),
-        "--out",
-        str(out),
-        "--threads",
-        "1",
-    ]
+    argv = stage2_argv(write_config(tmp_path / "stage2.json", "stage2", section), cache, out)
     try:
         assert stage2.main(argv) == 0
         summary = json.loads((out / "summary.json").read_text())

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from stage2_helpers import stage2_argv, tiny_stage2_section, write_config
 
 from ctrg import generate
 from ctrg.features.cache import FrozenHashMismatch, MissingFeatures, save_case_features
@@ -70,33 +71,12 @@ def _cache(root: Path, frozen_hash: str, cases: int = 32) -> Path:
 
 
 def _stage2_config(path: Path, **overrides: object) -> Path:
-    section = {
-        "batch_size": 8,
-        "tokenizer": {"vocab_size": 300, "min_frequency": 1},
-        "decoder": {"d_model": 32, "num_layers": 2, "num_heads": 2, "ff_dim": 64, "dropout": 0.0},
-        "optim": {"lr": 0.003},
-        "loop": {"max_steps": 40, "eval_every": 20, "checkpoint_every": 20, "log_every": 10},
-        "validation": {"max_cases": 4, "decoding": {"min_length": 1, "max_length": 30}},
-    }
-    section.update(overrides)
-    payload = {"section": "stage2", "seed": 0, "run": "t", "device": "cpu", "stage2": section}
-    path.write_text(json.dumps(payload))
-    return path
+    return write_config(path, "stage2", tiny_stage2_section(**overrides))
 
 
 def _generate_config(path: Path) -> Path:
-    payload = {
-        "section": "generate",
-        "seed": 0,
-        "run": "t",
-        "device": "cpu",
-        "generate": {
-            "batch_size": 4,
-            "decoding": {"strategy": "beam", "num_beams": 2, "min_length": 1, "max_length": 30},
-        },
-    }
-    path.write_text(json.dumps(payload))
-    return path
+    decoding = {"strategy": "beam", "num_beams": 2, "min_length": 1, "max_length": 30}
+    return write_config(path, "generate", {"batch_size": 4, "decoding": decoding})
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +84,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stage2")
     cache = _cache(root / "features", HASH_A)
     before = torch.get_num_threads()
-    argv = [
-        "--config",
-        str(_stage2_config(root / "stage2.json")),
-        "--features",
-        str(cache / "index.csv"),
-        "--reports",
-        str(cache / "reports.csv"),
-        "--out",
-        str(root / "stage2"),
-        "--threads",
-        "1",
-    ]
+    argv = stage2_argv(_stage2_config(root / "stage2.json"), cache, root / "stage2")
     assert stage2.main(argv) == 0
     torch.set_num_threads(before)
     return {"root": root, "cache": cache, "model": root / "stage2" / "model.pt"}
@@ -204,16 +173,7 @@ def test_stage2_refuses_features_of_another_frozen_model(tmp_path: Path) -> None
     config = _stage2_config(tmp_path / "stage2.json")
     frozen_json = tmp_path / "frozen.json"
     frozen_json.write_text(json.dumps({"frozen_hash": HASH_B}))
-    argv = [
-        "--config",
-        str(config),
-        "--features",
-        str(cache / "index.csv"),
-        "--reports",
-        str(cache / "reports.csv"),
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    argv = stage2_argv(config, cache, tmp_path / "out")
     with pytest.raises(FrozenHashMismatch, match="re-extract"):
         stage2.main([*argv, "--frozen", str(frozen_json)])
     # one feature file re-extracted with another model behind the index's back
@@ -230,16 +190,7 @@ def test_stage2_refuses_features_of_another_frozen_model(tmp_path: Path) -> None
 def test_all_patches_mode_needs_them_cached(tmp_path: Path) -> None:
     cache = _cache(tmp_path / "features", HASH_A, cases=4)
     config = _stage2_config(tmp_path / "stage2.json", visual_tokens="all")
-    argv = [
-        "--config",
-        str(config),
-        "--features",
-        str(cache / "index.csv"),
-        "--reports",
-        str(cache / "reports.csv"),
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    argv = stage2_argv(config, cache, tmp_path / "out")
     with pytest.raises(MissingFeatures, match="store_all_patches"):
         stage2.main(argv)
 
