@@ -22,6 +22,22 @@ def test_config_for_run_applies_row_overrides_and_seed():
         rows.config_for_run(base, "bench_nonsense_s0")
 
 
+def test_every_row_parses_back_and_a_bench_name_never_falls_back_to_the_default():
+    """A row name with a digit once failed to parse and its run silently trained the default
+    config (bench_full_15min_s0 ran 2,000 stage-1 steps instead of 1,000)."""
+    base = cfg.resolve({})
+    for name in rows.load_rows()["rows"]:
+        assert rows.parse_run(rows.run_name(name, 3)) == (name, 3)
+    short = rows.config_for_run(base, "bench_full_15min_s1")
+    assert short["stage1"]["loop"]["max_steps"] == 1000 and short["seed"] == 1
+    assert short["stage2"]["loop"]["max_steps"] == 500
+    assert rows.parse_run("bench_foo_s1_s2") == ("foo_s1", 2)
+    with pytest.raises(ValueError, match="is not bench_<row>_s<seed>"):
+        rows.config_for_run(base, "bench_Full_s0")
+    with pytest.raises(ValueError, match="rows.yaml: row names \\['Bad-row'\\]"):
+        rows.check_row_names({"full": {}, "Bad-row": {}})
+
+
 def test_rows_that_change_only_stage2_share_the_full_rows_stage1():
     base = cfg.resolve({})
     assert rows.stage1_run(base, "bench_all_patches_s1") == "bench_full_s1"

@@ -10,15 +10,34 @@ from typing import Any
 
 import yaml
 
-_RUN = re.compile(r"^bench_(?P<row>[a-z_]+?)_s(?P<seed>\d+)$")
+_ROW = re.compile(r"^[a-z][a-z0-9_]*$")
+_RUN = re.compile(r"^bench_(?P<row>[a-z][a-z0-9_]*?)_s(?P<seed>\d+)$")
 # Config sections read only after stage 1: rows that change nothing else share stage 1.
 DOWNSTREAM_OF_STAGE1 = frozenset({"features", "stage2", "generate", "evaluate"})
 
 
 @cache
 def load_rows() -> dict[str, Any]:
-    """The benchmark definition from ``ctrg/bench/rows.yaml``."""
-    return yaml.safe_load(resources.files("ctrg.bench").joinpath("rows.yaml").read_text())
+    """The benchmark definition from ``ctrg/bench/rows.yaml``.
+
+    Raises:
+        ValueError: naming rows.yaml and the row when a row name is not lower-case letters,
+            digits and underscores starting with a letter (``bench_<row>_s<seed>`` would
+            not parse back to it).
+    """
+    definitions = yaml.safe_load(resources.files("ctrg.bench").joinpath("rows.yaml").read_text())
+    check_row_names(definitions["rows"])
+    return definitions
+
+
+def check_row_names(rows: dict[str, Any]) -> None:
+    """Raise ValueError for a row name that :func:`parse_run` could not read back."""
+    bad = [name for name in rows if not _ROW.match(name)]
+    if bad:
+        raise ValueError(
+            f"ctrg/bench/rows.yaml: row names {bad} must be lower-case letters, digits and"
+            " underscores, starting with a letter"
+        )
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +105,10 @@ def config_for_run(config: dict[str, Any], run: str) -> dict[str, Any]:
         ValueError: for a ``bench_*`` name whose row is not in ``rows.yaml``.
     """
     parsed = parse_run(run)
-    if run == config.get("run") or parsed is None:
+    if run == config.get("run") or (parsed is None and not run.startswith("bench_")):
         return {**config, "run": run}
+    if parsed is None:
+        raise ValueError(f"benchmark run {run!r} is not bench_<row>_s<seed>")
     row, seed = parsed
     rows = load_rows()["rows"]
     if row not in rows:
