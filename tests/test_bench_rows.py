@@ -30,7 +30,7 @@ def test_every_row_parses_back_and_a_bench_name_never_falls_back_to_the_default(
         assert rows.parse_run(rows.run_name(name, 3)) == (name, 3)
     short = rows.config_for_run(base, "bench_full_15min_s1")
     assert short["stage1"]["loop"]["max_steps"] == 1000 and short["seed"] == 1
-    assert short["stage2"]["loop"]["max_steps"] == 500
+    assert short["stage2"]["decoder"]["num_layers"] == 2
     assert rows.parse_run("bench_foo_s1_s2") == ("foo_s1", 2)
     with pytest.raises(ValueError, match="is not bench_<row>_s<seed>"):
         rows.config_for_run(base, "bench_Full_s0")
