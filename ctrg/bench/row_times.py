@@ -17,13 +17,15 @@ from typing import Any
 from ctrg.bench.rows import parse_run
 from ctrg.bench.snakemake_times import tsv_seconds
 
-STAGE1_JOBS = ("stage1.tsv", "stage1_heldout_retrieval.tsv")
+STAGE1_JOBS = ("stage1", "stage1_heldout_retrieval")
 """Jobs that belong to the run that trains a stage-1 model."""
 
 
 def run_seconds(folder: Path) -> dict[str, float]:
     """``{job: seconds}`` of every benchmark file under ``benchmarks/<run>`` (sharded jobs
-    such as ``extract_features/000`` each count)."""
+    such as ``extract_features/000`` each count); empty when the folder does not exist."""
+    if not folder.is_dir():
+        return {}
     return {
         str(path.relative_to(folder).with_suffix("")): tsv_seconds(path)
         for path in sorted(folder.rglob("*.tsv"))
@@ -43,14 +45,14 @@ def row_seconds(benchmarks: Path, run: str, stage1_run: str | None = None) -> di
         ``{}`` when ``benchmarks/<run>`` holds no stage-2 file; else ``stage1_s``,
         ``stage2_s``, ``row_s``, ``jobs`` and ``stage1_from`` (the run that trained stage 1).
     """
-    own = run_seconds(benchmarks / run) if (benchmarks / run).is_dir() else {}
+    own = run_seconds(benchmarks / run)
     if "stage2" not in own:
         return {}
     source = run if "stage1" in own or stage1_run in (None, run) else stage1_run
     shared = {}
     if source != run:
-        other = run_seconds(benchmarks / source) if (benchmarks / source).is_dir() else {}
-        shared = {k: v for k, v in other.items() if f"{k}.tsv" in STAGE1_JOBS}
+        other = run_seconds(benchmarks / source)
+        shared = {k: v for k, v in other.items() if k in STAGE1_JOBS}
     jobs = {**own, **shared}
     if "stage1" not in jobs:
         return {}

@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-_ROW = re.compile(r"^[a-z][a-z0-9_]*$")
-_RUN = re.compile(r"^bench_(?P<row>[a-z][a-z0-9_]*?)_s(?P<seed>\d+)$")
+_ROW_NAME = r"[a-z][a-z0-9_]*"
+_ROW = re.compile(rf"^{_ROW_NAME}$")
+_RUN = re.compile(rf"^bench_(?P<row>{_ROW_NAME}?)_s(?P<seed>\d+)$")
 # Config sections read only after stage 1: rows that change nothing else share stage 1.
 DOWNSTREAM_OF_STAGE1 = frozenset({"features", "stage2", "generate", "evaluate"})
 
