@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ctrg.anatomy import CHEST_STRUCTURES, CTRATE_LABELS
+from ctrg.plotting import pyplot, save_figure, training_curves
 from ctrg.runtime import atomic_path, atomic_write_text, setup_logging
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def overlay_png(
     names: tuple[str, ...] = CHEST_STRUCTURES,
 ) -> None:
     """One row per structure: three planes through its attention peak (heat) + selected patches."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = maps.shape[0]
     fig, axes = plt.subplots(rows, 3, figsize=(9, 2.6 * rows), squeeze=False)
     for s in range(rows):
@@ -107,22 +108,7 @@ def overlay_png(
             ax.set_yticks([])
             ax.set_title(f"{names[s] if s < len(names) else s}: {plane}", fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    _pyplot().close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def _label_names(row: dict[str, Any], column: str) -> set[str]:
@@ -285,44 +271,6 @@ def _case_texts(run: Path, args: argparse.Namespace, case_id: str) -> tuple[dict
     return {"reference": row["reference"], "generated": row["prediction"]}, labels
 
 
-def training_curves(log_path: Path, title: str, path: Path) -> list[str]:
-    """Plot every numeric field of a train_log.jsonl against step, one panel per field."""
-    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    if not records:
-        raise ValueError(f"{log_path}: empty training log")
-    frame = pd.DataFrame(records)
-    skip = {"step", "epoch", "kind"}
-    fields = [
-        c
-        for c in frame.columns
-        if c not in skip and pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()
-    ]
-    if not fields:
-        raise ValueError(f"{log_path}: no numeric fields to plot")
-    fields = fields[:12]
-    plt = _pyplot()
-    cols = min(3, len(fields))
-    rows = (len(fields) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-    kinds = frame["kind"] if "kind" in frame else pd.Series(["log"] * len(frame))
-    for ax, field in zip(axes.flat, fields):
-        for kind in sorted(kinds.unique()):
-            part = frame[(kinds == kind) & frame[field].notna()]
-            if not part.empty:
-                ax.plot(
-                    part["step"], part[field], marker="." if len(part) < 30 else None, label=kind
-                )
-        ax.set_title(field, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(fields) :]:
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    _save(fig, path)
-    return fields
-
-
 def inspect_curves(args: argparse.Namespace) -> int:
     """``ctrg inspect curves`` (see module doc)."""
     run, out = Path(args.run), Path(args.out or Path(args.run) / "inspect")
@@ -359,7 +307,7 @@ def inspect_phantom(args: argparse.Namespace) -> int:
         if focus.any()
         else tuple(n // 2 for n in hu.shape)
     )
-    plt = _pyplot()
+    plt = pyplot()
     fig = plt.figure(figsize=(10, 6.5))
     for col, (plane, cut, aspect) in enumerate(_planes(hu, centre, spacing)):
         ax = fig.add_axes([0.02 + col * 0.33, 0.38, 0.3, 0.58])
@@ -385,7 +333,7 @@ def inspect_phantom(args: argparse.Namespace) -> int:
         family="monospace",
     )
     out = Path(args.out)
-    _save(fig, out / f"phantom_{args.case_id}.png")
+    save_figure(fig, out / f"phantom_{args.case_id}.png", dpi=90)
     log.info("phantom case %s -> %s", args.case_id, out / f"phantom_{args.case_id}.png")
     return 0
 

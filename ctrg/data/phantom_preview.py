@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ctrg.data.phantom_case import PhantomCase
-from ctrg.runtime import atomic_path
+from ctrg.plotting import pyplot, save_figure
 
 
 def _slice_centre(case: PhantomCase) -> tuple[int, int, int]:
@@ -29,11 +29,7 @@ def write_preview(case: PhantomCase, path: Path) -> None:
     Axial is shown in radiological convention (patient's right on the image's left),
     anterior up; coronal and sagittal have superior up.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     d, h, w = _slice_centre(case)
     sz, sy, sx = case.grid.spacing
     planes = [
@@ -54,6 +50,4 @@ def write_preview(case: PhantomCase, path: Path) -> None:
     labels = [k for k, v in case.labels.items() if v] or ["normal"]
     text = "Labels: " + ", ".join(labels) + "\n\n" + textwrap.fill(case.report, 175)
     fig.text(0.01, 0.33, text, fontsize=7.5, va="top", family="monospace", wrap=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -14,8 +14,8 @@ from ctrg.evaluate.bootstrap import bootstrap
 from ctrg.evaluate.clinical import positive_names
 from ctrg.evaluate.core import Evaluation, collapse_truth, headline, statistic, summary
 from ctrg.evaluate.nlg import NLGScorer, protocol
+from ctrg.plotting import pyplot, save_figure
 from ctrg.runtime import (
-    atomic_path,
     atomic_write_csv,
     atomic_write_text,
     sha256_file,
@@ -128,11 +128,7 @@ def markdown(metrics: dict[str, Any]) -> str:
 
 def write_plots(ev: Evaluation, metrics: dict[str, Any], plot_dir: Path) -> list[str]:
     """Per-label F1 bar chart and report-length histogram (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     plot_dir.mkdir(parents=True, exist_ok=True)
     written = []
     fig, ax = plt.subplots(figsize=(9, 5))
@@ -164,7 +160,7 @@ def write_plots(ev: Evaluation, metrics: dict[str, Any], plot_dir: Path) -> list
     if sources:
         ax.legend()
     fig.tight_layout()
-    written.append(_save(fig, plot_dir / PLOTS[0]))
+    written.append(save_figure(fig, plot_dir / PLOTS[0], dpi=110))
     fig, ax = plt.subplots(figsize=(7, 4))
     ref_len = [len(t.split()) for t in ev.references]
     pred_len = [len(t.split()) for t in ev.predictions]
@@ -176,15 +172,8 @@ def write_plots(ev: Evaluation, metrics: dict[str, Any], plot_dir: Path) -> list
     ax.set_title("Report length")
     ax.legend()
     fig.tight_layout()
-    written.append(_save(fig, plot_dir / PLOTS[1]))
-    plt.close("all")
+    written.append(save_figure(fig, plot_dir / PLOTS[1], dpi=110))
     return written
-
-
-def _save(fig: Any, path: Path) -> str:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    return str(path)
 
 
 def write_table_and_cases(out: Path, metrics: dict[str, Any], frame: pd.DataFrame) -> None:
