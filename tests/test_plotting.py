@@ -47,7 +47,7 @@ def test_training_curves_caps_panels_at_twelve(tmp_path):
 )
 def test_training_curves_errors_name_the_file(tmp_path, records, message):
     log = tmp_path / "train_log.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    _write_log(log, records)
     with pytest.raises(ValueError, match=message) as err:
         training_curves(log, "t", tmp_path / "c.png")
     assert str(log) in str(err.value)
