@@ -72,7 +72,7 @@ def score_frame(
         settings["labeller"],
         ground_truth,
     )
-    stat = statistic(ev, scorer)
+    stat = statistic(ev)
     return stat(np.arange(len(cases))), draws(stat, indices)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ctrg.anatomy import CTRATE_LABELS
-from ctrg.evaluate import clinical, collapse
+from ctrg.evaluate import clinical, collapse, meteor
 from ctrg.evaluate.bootstrap import Statistic
 from ctrg.evaluate.nlg import NLG_KEYS, NLGResult, NLGScorer, bleu_from_stats, normalise_texts
 
@@ -134,7 +134,7 @@ def collapse_truth(ev: Evaluation) -> str | None:
     return None
 
 
-def statistic(ev: Evaluation, scorer: NLGScorer) -> Statistic:
+def statistic(ev: Evaluation) -> Statistic:
     """The headline numbers as a function of resampled case indices (see bootstrap.py)."""
     counts = {
         name: clinical.case_counts(truth, ev.pred_labels) * mask[:, None, None]
@@ -146,7 +146,7 @@ def statistic(ev: Evaluation, scorer: NLGScorer) -> Statistic:
     def compute(idx: np.ndarray) -> dict[str, float]:
         bleu = bleu_from_stats(ev.nlg.bleu_stats[idx].sum(0))
         out = {f"bleu_{k + 1}": float(bleu[k]) for k in range(4)}
-        out["meteor"] = scorer.meteor_from_stats([ev.nlg.meteor_stats[i] for i in idx])[0]
+        out["meteor"] = float(meteor.aggregate(ev.nlg.meteor_stats, idx))
         out["rouge_l"] = float(ev.nlg.per_case["rouge_l"][idx].mean())
         out["cider"] = float(ev.nlg.per_case["cider"][idx].mean())
         for name, case_count in counts.items():

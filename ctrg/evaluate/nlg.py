@@ -9,7 +9,8 @@ Protocol (recorded in every output by :func:`protocol`):
   PTB tokenizer shipped with pycocoevalcap (lower-cases, splits and drops punctuation).
 * **Corpus level** (the headline numbers): BLEU from n-gram counts summed over all cases
   (pycocoevalcap ``closest`` reference length), METEOR from the jar's aggregated statistics
-  (``EVAL`` over all segments), ROUGE-L and CIDEr as pycocoevalcap reports them (mean of the
+  (``EVAL`` over all segments; resamples aggregate them in numpy, checked against the jar:
+  :mod:`ctrg.evaluate.meteor`), ROUGE-L and CIDEr as pycocoevalcap reports them (mean of the
   per-case scores; CIDEr's document frequencies from the whole evaluated corpus).
 * **Per-sample** (for comparison with papers that average sentence scores): mean over cases of
   each case's own BLEU-n (pycocoevalcap's smoothed sentence BLEU) and METEOR.
@@ -32,6 +33,8 @@ from pycocoevalcap.bleu.bleu_scorer import BleuScorer, cook_refs, cook_test
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
+
+from ctrg.evaluate.meteor import check_against_jar, parse_stats
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +143,15 @@ class NLGResult:
         per_sample_mean: mean over cases of per-case scores (same keys).
         per_case: (N,) arrays per key: each case's own score.
         bleu_stats: (N, 10) BLEU sufficient statistics, for bootstrap resampling.
-        meteor_stats: per-case METEOR statistics lines, for bootstrap resampling.
+        meteor_stats: (N, 23) METEOR sufficient statistics (the jar's lines, parsed), for
+            bootstrap resampling with :func:`ctrg.evaluate.meteor.aggregate`.
     """
 
     corpus: dict[str, float]
     per_sample_mean: dict[str, float]
     per_case: dict[str, np.ndarray]
     bleu_stats: np.ndarray
-    meteor_stats: list[str] = field(repr=False)
+    meteor_stats: np.ndarray = field(repr=False)
 
 
 class NLGScorer:
@@ -212,6 +216,8 @@ class NLGScorer:
         bleu_corpus, bleu_cases = bleu.compute_score(option="closest", verbose=0)
         meteor_stats = self.meteor_case_stats(references, predictions)
         meteor_corpus, meteor_cases = self.meteor_from_stats(meteor_stats)
+        meteor_array = parse_stats(meteor_stats)
+        check_against_jar(meteor_array, meteor_cases, meteor_corpus)
         rouge_corpus, rouge_cases = Rouge().compute_score(gts, res)
         cider_corpus, cider_cases = Cider().compute_score(gts, res)
         per_case = {f"bleu_{k + 1}": np.asarray(bleu_cases[k]) for k in range(4)}
@@ -224,7 +230,7 @@ class NLGScorer:
         corpus.update(meteor=meteor_corpus, rouge_l=float(rouge_corpus), cider=float(cider_corpus))
         means = {key: float(np.mean(values)) for key, values in per_case.items()}
         return NLGResult(
-            corpus, means, per_case, bleu_case_stats(references, predictions), meteor_stats
+            corpus, means, per_case, bleu_case_stats(references, predictions), meteor_array
         )
 
 

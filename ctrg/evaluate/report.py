@@ -13,7 +13,7 @@ from ctrg.anatomy import CTRATE_LABELS
 from ctrg.evaluate.bootstrap import bootstrap
 from ctrg.evaluate.clinical import positive_names
 from ctrg.evaluate.core import Evaluation, collapse_truth, headline, statistic, summary
-from ctrg.evaluate.nlg import NLGScorer, protocol
+from ctrg.evaluate.nlg import protocol
 from ctrg.plotting import pyplot, save_figure
 from ctrg.runtime import (
     atomic_write_csv,
@@ -183,7 +183,6 @@ def write_table_and_cases(out: Path, metrics: dict[str, Any], frame: pd.DataFram
 
 def metrics_document(
     ev: Evaluation,
-    scorer: NLGScorer,
     input_path: str | Path,
     resamples: int,
     seed: int,
@@ -195,7 +194,7 @@ def metrics_document(
     results = summary(ev, rare_prevalence)
     point = headline(ev)
     if resamples > 0:
-        boot = bootstrap(statistic(ev, scorer), ev.n, resamples, seed, confidence)
+        boot = bootstrap(statistic(ev), ev.n, resamples, seed, confidence)
         head: dict[str, Any] = {key: boot[key] for key in point}
         results["collapse"]["bootstrap"] = {
             key: boot[key] for key in ("share_most_frequent", "normal_template_bias") if key in boot

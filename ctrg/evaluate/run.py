@@ -117,8 +117,8 @@ def compare_runs(
         ground_truth,
     )
     result = paired_bootstrap(
-        statistic(this, scorer),
-        statistic(that, scorer),
+        statistic(this),
+        statistic(that),
         len(common),
         settings["bootstrap_resamples"],
         seed,
@@ -145,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         metrics = metrics_document(
             ev,
-            scorer,
             args.predictions,
             settings["bootstrap_resamples"],
             seed,

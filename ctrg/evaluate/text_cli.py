@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             ground_truth=args.ground_truth,
         )
         metrics = metrics_document(
-            ev, scorer, args.csv, args.bootstrap, args.seed, 0.95, args.rare_prevalence
+            ev, args.csv, args.bootstrap, args.seed, 0.95, args.rare_prevalence
         )
     atomic_write_json(args.out, metrics)
     head = " ".join(f"{k}={metrics[k]:.4f}" for k in metrics["headline"])
