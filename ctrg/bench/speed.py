@@ -17,13 +17,9 @@ of the last run (``ctrg.bench.snakemake_times``). On CUDA training steps use bf1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import platform
-import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +28,9 @@ import numpy as np
 import torch
 
 from ctrg.bench import preprocess, stage2_memory
-from ctrg.bench.preprocess import PeakRSS
 from ctrg.bench.snakemake_times import read_pipeline_benchmarks
 from ctrg.bench.speed_table import SECTIONS, markdown_table, table_rows
+from ctrg.bench.timing import MB, amp_enabled, autocast, machine_info, median_seconds, peak_memory
 from ctrg.config import load_stage_config
 from ctrg.features.extract import extract_batch
 from ctrg.features.select import assemble_visual_tokens
@@ -43,7 +39,6 @@ from ctrg.models.generation import GenerationConfig, generate_ids
 from ctrg.runtime import (
     atomic_write_json,
     atomic_write_text,
-    provenance,
     select_device,
     setup_logging,
 )
@@ -56,7 +51,6 @@ TEXT_DIM = 384  # frozen text encoder width (MiniLM)
 NUM_STRUCTURES = 10  # S, as in ctrg.anatomy
 PAD_ID, BOS_ID, EOS_ID = 0, 2, 3  # ctrg.models.tokenizer: SPECIAL_TOKENS take ids 0-3
 INPUT_SPACING = (1.25, 0.7, 0.7)  # (z, y, x) mm of the synthetic preprocessing input
-MB = 2**20
 
 
 @dataclass
@@ -72,75 +66,6 @@ class Setup:
     batch_size: int  # stage-1 volumes per step
     visual_dim: int  # C of the tokens handed to stage 2 (stage1.model.query_dim)
     top_k: int  # patches kept per structure (features.top_k)
-
-
-@contextlib.contextmanager
-def peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
-    """Peak memory over the block in ``found["bytes"]``: CUDA ``max_memory_allocated``
-    (everything allocated), CPU the peak RSS increase (``ctrg.bench.preprocess.PeakRSS``)."""
-    found: dict[str, Any] = {"kind": "peak RSS increase", "bytes": 0}
-    if device.type != "cuda":
-        with PeakRSS() as rss:
-            yield found
-        found["bytes"] = rss.extra
-        return
-    found["kind"] = "cuda max_memory_allocated"
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    yield found
-    torch.cuda.synchronize(device)
-    found["bytes"] = torch.cuda.max_memory_allocated(device)
-
-
-def _median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of ``repeats`` calls (CUDA synchronised around each)."""
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _amp_enabled(amp: str, device: torch.device) -> bool:
-    """Whether ``ctrg.train.loop.Trainer`` autocasts to bf16 (``auto`` = on CUDA only)."""
-    return amp == "bf16" or (amp == "auto" and device.type == "cuda")
-
-
-def _autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast when :func:`_amp_enabled`, else a no-op context."""
-    if _amp_enabled(amp, device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else the platform's processor string."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """Cores, torch threads and version, device name, git revision and versions."""
-    facts = provenance()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-    return {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": str(device),
-        "device_name": name,
-        "git_revision": facts["git_revision"],
-        "platform": facts["platform"],
-        "versions": facts["versions"],
-    }
 
 
 def bench_preprocess(size: tuple[int, int, int], target: str, repeats: int) -> dict[str, Any]:
@@ -207,7 +132,7 @@ def bench_stage1(setup: Setup) -> dict[str, Any]:
     optim, amp = section["optim"], section["loop"]["amp"]
 
     def step() -> None:
-        with _autocast(amp, device):
+        with autocast(amp, device):
             loss, _ = model(volume, text_features, report_features)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"stage-1 loss is {loss.item()}")
@@ -223,7 +148,7 @@ def bench_stage1(setup: Setup) -> dict[str, Any]:
         hyper = {key: optim[key] for key in ("lr", "eps", "weight_decay")}
         optimizer = torch.optim.AdamW(model.parameters(), betas=tuple(optim["betas"]), **hyper)
         step()  # warm-up: optimizer state exists from here on
-    seconds = _median_seconds(step, setup.repeats, device)
+    seconds = median_seconds(step, setup.repeats, device)
     return {
         "volume_shape": list(shape),
         "batch_size": batch,
@@ -232,7 +157,7 @@ def bench_stage1(setup: Setup) -> dict[str, Any]:
         "volumes_per_s": batch / seconds,
         "peak_mb": memory["bytes"] / MB,
         "memory_kind": memory["kind"],
-        "amp": "bf16" if _amp_enabled(amp, device) else "off",
+        "amp": "bf16" if amp_enabled(amp, device) else "off",
     }
 
 
@@ -261,7 +186,7 @@ def bench_stage2(setup: Setup) -> dict[str, Any]:
         vocab_size=cfg.vocab_size,
         repeats=setup.repeats,
     )
-    with _autocast(stage2["optim"]["amp"], device):
+    with autocast(stage2["optim"]["amp"], device):
         row = stage2_memory.measure("selected", 0, options, cfg, device)
     return {
         "batch_size": options.batch_size,
@@ -271,7 +196,7 @@ def bench_stage2(setup: Setup) -> dict[str, Any]:
         "reports_per_s": options.batch_size / row["step_s"],
         "peak_mb": row["peak_mb"],
         "memory_kind": "cuda allocated" if device.type == "cuda" else "profiler tensor bytes",
-        "amp": "bf16" if _amp_enabled(stage2["optim"]["amp"], device) else "off",
+        "amp": "bf16" if amp_enabled(stage2["optim"]["amp"], device) else "off",
     }
 
 
@@ -284,7 +209,7 @@ def bench_extract(setup: Setup) -> dict[str, Any]:
     volumes = rng.uniform(-1, 1, (batch, *shape)).astype(np.float32)  # (B, D, H, W)
     run = lambda: extract_batch(observer, volumes, setup.top_k, False, setup.device)  # noqa: E731
     run()  # warm-up
-    seconds = _median_seconds(run, setup.repeats, setup.device)
+    seconds = median_seconds(run, setup.repeats, setup.device)
     return {
         "batch_size": batch,
         "top_k": setup.top_k,
@@ -308,7 +233,7 @@ def bench_inference(setup: Setup) -> dict[str, Any]:
     generate_ids(decoder, visual, BOS_ID, EOS_ID, PAD_ID, warm)
     ids: list[list[int]] = []
     run = lambda: ids.append(generate_ids(decoder, visual, BOS_ID, EOS_ID, PAD_ID, cfg)[0])  # noqa: E731
-    seconds = _median_seconds(run, setup.repeats, setup.device)
+    seconds = median_seconds(run, setup.repeats, setup.device)
     return {
         "strategy": cfg.strategy,
         "generated_tokens": len(ids[-1]),
