@@ -78,15 +78,20 @@ def test_matches_the_jar_on_random_resamples(scorer):
     assert scorer.score(refs, preds).corpus["meteor"] == pytest.approx(total, abs=1e-12)
 
 
-def test_bench_bootstrap_reports_both_methods_on_the_same_resamples(tmp_path):
-    from ctrg.bench.bootstrap import run
+def test_bench_bootstrap_reports_both_methods_on_the_same_resamples(tmp_path, capsys):
+    import json
+
+    from ctrg.bench.bootstrap import main
 
     path = tmp_path / "predictions.csv"
     rows = ["case_id,split,reference,prediction"]
     rows += [f"c{i},test,the heart is normal size {i % 3},heart normal {i % 2}" for i in range(12)]
     rows += ["v0,valid,no effusion,no effusion"]
     path.write_text("\n".join(rows) + "\n")
-    result = run(path, ["test"], "raw", resamples=8, seed=0)
+    assert main([str(path), "--resamples", "8", "--out-json", str(tmp_path / "b.json")]) == 0
+    result = json.loads((tmp_path / "b.json").read_text())
     assert result["cases"] == 12 and result["resamples"] == 8
     assert result["max_abs_difference"] < 1e-12
     assert result["jar_ms_per_resample"] > 0 and result["numpy_ms_per_resample"] > 0
+    assert result["machine"]["device"] == "cpu"
+    assert "jar EVAL (baseline)" in capsys.readouterr().out

@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ctrg.bench.timing import machine_info
 from ctrg.evaluate import meteor
 from ctrg.evaluate.bootstrap import resample_indices
 from ctrg.evaluate.nlg import NLGScorer, normalise_texts
 from ctrg.evaluate.run import read_predictions
-from ctrg.runtime import setup_logging
+from ctrg.runtime import atomic_write_json, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--normalise", default="raw")
     parser.add_argument("--resamples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     setup_logging()
     result = run(args.predictions, args.splits, args.normalise, args.resamples, args.seed)
@@ -70,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|")
     print(f"| jar EVAL (baseline) | {result['jar_ms_per_resample']:.3f} |")
     print(f"| numpy sums | {result['numpy_ms_per_resample']:.4f} |")
+    if args.out_json:
+        atomic_write_json(args.out_json, {**result, "machine": machine_info(torch.device("cpu"))})
     print(
         f"speed-up {result['speedup']:.0f}x; largest |jar - numpy| {result['max_abs_difference']:.1e}"
     )
