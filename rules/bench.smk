@@ -30,7 +30,7 @@ rule bench_baseline:
 
 rule stage1_heldout_retrieval:
     input:
-        checkpoint="results/{run}/stage1/model.pt",
+        checkpoint=stage1_checkpoint,
         volumes="results/volumes/manifest.csv",
         text_cache="results/text_cache/embeddings.safetensors",
     output:

@@ -65,8 +65,9 @@ def ground_truth_flags(wildcards, input):
 
 
 def stage1_checkpoint(wildcards):
-    """The stage-1 model a run freezes: its own, or for a benchmark row that changes only
-    stage 2 (all_patches) the full row's of the same seed (ctrg.bench.rows.stage1_run).
+    """The stage-1 model a run freezes and its held-out retrieval scores: its own, or for a
+    benchmark row that changes only stage 2 (all_patches) the stage-1 row's of the same seed
+    (ctrg.bench.rows.stage1_run), so that asking for it never trains a model nobody uses.
     """
     return f"results/{stage1_run(config, wildcards.run)}/stage1/model.pt"
 
