@@ -142,11 +142,12 @@ def statistic(ev: Evaluation) -> Statistic:
     }
     codes = collapse.text_codes(ev.normalised_predictions)
     source = collapse_truth(ev)
+    meteor_summable = meteor.aggregable(ev.nlg.meteor_stats)  # (N, 23), once for all resamples
 
     def compute(idx: np.ndarray) -> dict[str, float]:
         bleu = bleu_from_stats(ev.nlg.bleu_stats[idx].sum(0))
         out = {f"bleu_{k + 1}": float(bleu[k]) for k in range(4)}
-        out["meteor"] = float(meteor.aggregate(ev.nlg.meteor_stats, idx))
+        out["meteor"] = float(meteor.score(meteor_summable[idx].sum(0)))
         out["rouge_l"] = float(ev.nlg.per_case["rouge_l"][idx].mean())
         out["cider"] = float(ev.nlg.per_case["cider"][idx].mean())
         for name, case_count in counts.items():
