@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ctrg.bench.timing import machine_info
+from ctrg.bench.timing import machine_info, median_seconds
 from ctrg.evaluate import meteor
 from ctrg.evaluate.bootstrap import resample_indices
 from ctrg.evaluate.nlg import NLGScorer, normalise_texts
@@ -27,26 +26,24 @@ from ctrg.runtime import atomic_write_json, setup_logging
 log = logging.getLogger(__name__)
 
 
-def _timed(fn, repeats: int = 1) -> tuple[float, object]:
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = fn()
-    return (time.perf_counter() - start) / repeats, out
-
-
 def run(path: Path, splits: list[str], normalise: str, resamples: int, seed: int) -> dict:
     """Time ``resamples`` METEOR resamples both ways on the cases of ``path``."""
     frame = read_predictions(path, splits)
     refs = normalise_texts(frame["reference"].tolist(), normalise)
     preds = normalise_texts(frame["prediction"].tolist(), normalise)
     idx = resample_indices(len(refs), resamples, seed)
+    cpu = torch.device("cpu")
     with NLGScorer() as scorer:
         lines = scorer.meteor_case_stats(refs, preds)
         stats = meteor.parse_stats(lines)
-        jar_s, jar = _timed(
-            lambda: [scorer.meteor_from_stats([lines[i] for i in row])[0] for row in idx]
+        jar: list[float] = []
+        jar_s = median_seconds(
+            lambda: jar.extend(scorer.meteor_from_stats([lines[i] for i in row])[0] for row in idx),
+            1,
+            cpu,
         )
-    numpy_s, ours = _timed(lambda: meteor.aggregate(stats, idx), repeats=5)
+    numpy_s = median_seconds(lambda: meteor.aggregate(stats, idx), 5, cpu)
+    ours = meteor.aggregate(stats, idx)
     return {
         "cases": len(refs),
         "resamples": resamples,
@@ -73,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|")
     print(f"| jar EVAL (baseline) | {result['jar_ms_per_resample']:.3f} |")
     print(f"| numpy sums | {result['numpy_ms_per_resample']:.4f} |")
-    if args.out_json:
-        atomic_write_json(args.out_json, {**result, "machine": machine_info(torch.device("cpu"))})
     print(
         f"speed-up {result['speedup']:.0f}x; largest |jar - numpy| {result['max_abs_difference']:.1e}"
     )
+    if args.out_json:
+        atomic_write_json(args.out_json, {**result, "machine": machine_info(torch.device("cpu"))})
     return 0
