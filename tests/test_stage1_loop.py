@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stage1_helpers import tiny_config
 from torch import nn
 from torch.utils.data import TensorDataset
@@ -86,3 +88,48 @@ def test_every_stage1_parameter_gets_a_gradient():
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert missing == []
+
+
+def test_bucketed_batches_by_hand():
+    # 8 items, batch 2, pools of 2 batches: each run of 4 permuted items is sorted by length.
+    lengths = [5, 1, 7, 3, 8, 2, 6, 4]
+    plain = EpochBatchSampler(8, 2, seed=1, dist_info=DistInfo())
+    bucketed = EpochBatchSampler(8, 2, 1, DistInfo(), lengths=lengths, bucket_pool=2)
+    perm = [i for batch in plain.global_batches() for i in batch]
+    pools = [sorted(perm[:4], key=lengths.__getitem__), sorted(perm[4:], key=lengths.__getitem__)]
+    expected = [pools[0][:2], pools[0][2:], pools[1][:2], pools[1][2:]]
+    got = list(bucketed)
+    assert sorted(map(tuple, got)) == sorted(map(tuple, expected))  # same batches, shuffled
+    assert sorted(i for batch in got for i in batch) == list(range(8))
+    assert list(EpochBatchSampler(8, 2, 1, DistInfo(), lengths, 2)) == got  # deterministic
+    resumed = EpochBatchSampler(8, 2, 1, DistInfo(), lengths, 2)
+    resumed.set_position(0, 3)
+    assert list(resumed) == got[3:]
+    rank0 = list(EpochBatchSampler(8, 1, 1, DistInfo(rank=0, world_size=2), lengths, 2))
+    rank1 = list(EpochBatchSampler(8, 1, 1, DistInfo(rank=1, world_size=2), lengths, 2))
+    assert [a + b for a, b in zip(rank0, rank1)] == got
+    # P = 1 keeps the unbucketed batches (as sets); only their order changes
+    one = EpochBatchSampler(8, 2, 1, DistInfo(), lengths, 1)
+    assert sorted(sorted(b) for b in one) == sorted(sorted(b) for b in plain)
+    with pytest.raises(ValueError, match="needs one length per training item"):
+        EpochBatchSampler(8, 2, 1, DistInfo(), bucket_pool=2)
+    with pytest.raises(ValueError, match="bucket_pool must be >= 0"):
+        EpochBatchSampler(8, 2, 1, DistInfo(), lengths, -1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 300), min_size=8, max_size=60),
+    batch=st.integers(1, 4),
+    pool=st.integers(1, 5),
+    seed=st.integers(0, 10),
+)
+def test_bucketing_never_pads_more(lengths, batch, pool, seed):
+    """Sorted chunks minimise the sum of batch maxima of each pool, so an epoch never pads more."""
+    size = len(lengths)
+    plain = EpochBatchSampler(size, batch, seed, DistInfo(), lengths)
+    bucketed = EpochBatchSampler(size, batch, seed, DistInfo(), lengths, pool)
+    cost = [sum(len(b) * max(lengths[i] for i in b) for b in s) for s in (plain, bucketed)]
+    assert cost[1] <= cost[0]
+    seen = sorted(i for b in bucketed for i in b)
+    assert seen == sorted(i for b in plain for i in b)  # the same items once each

@@ -211,3 +211,25 @@ def test_visual_noise_scales_with_each_tokens_spread() -> None:
     assert relative.std().item() == pytest.approx(0.3, rel=0.05)
     for t in range(2):  # noise in units of the token's own spread, not a global scale
         assert relative[:, t].std().item() == pytest.approx(0.3, rel=0.05)
+
+
+def test_length_bucketed_batches_train_and_pad_less(tmp_path: Path) -> None:
+    """stage2.loop.bucket_pool trains and exports; ctrg bench bucketing measures on the
+    same training set that sorted pools pad less than random batches (2 report lengths)."""
+    from ctrg.bench import bucketing
+
+    cache = _cache(tmp_path / "features", HASH_A)
+    loop = {**tiny_stage2_section()["loop"], "max_steps": 6, "bucket_pool": 2}
+    config = _stage2_config(tmp_path / "stage2.json", batch_size=4, loop=loop)
+    assert stage2.main(stage2_argv(config, cache, tmp_path / "stage2")) == 0
+    summary = json.loads((tmp_path / "stage2" / "summary.json").read_text())
+    assert summary["steps"] == 6
+    assert load_stage2(tmp_path / "stage2" / "model.pt")[2]["config"]["loop"]["bucket_pool"] == 2
+    out = tmp_path / "bucketing.json"
+    argv = ["--features", str(cache / "index.csv"), "--reports", str(cache / "reports.csv")]
+    argv += ["--config", str(config), "--pools", "2", "--steps", "1", "--repeats", "1"]
+    assert bucketing.main([*argv, "--threads", "1", "--out-json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["0"]["tokens"] == rows["2"]["tokens"]  # the same reports once each
+    assert rows["2"]["positions"] < rows["0"]["positions"]
+    assert rows["0"]["speedup"] == 1.0

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "finding-head": "the frozen finding head against ground truth, and reports against it",
     "label-ceiling": "a supervised 3D CNN on the report labels: what the volumes support",
     "bootstrap": "METEOR bootstrap resamples: the jar's EVAL against numpy sums of its statistics",
+    "bucketing": "stage-2 batches sorted by report length vs random batches: padding, step time",
     "paired": "A minus B per seed and pooled over seeds (e.g. shuffled-image control vs method)",
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import resource
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -63,9 +63,23 @@ class EpochBatchSampler(Sampler[list[int]]):
     Global batch t of epoch e is ``perm_e[t*W*b : (t+1)*W*b]``; rank r takes its r-th
     chunk of ``b``. ``perm_e`` depends only on (seed, e). Incomplete global batches are
     dropped.
+
+    With ``bucket_pool`` P > 0 and per-item ``lengths`` (e.g. report tokens), each run of
+    P global batches of ``perm_e`` is sorted by length (stable) before it is cut, and the
+    epoch's global batches are then shuffled (seeded by (seed, e)), so a batch holds items
+    of similar length and pads less; every item is still seen once per epoch. P = 1 keeps
+    the batches of the unbucketed order (only their order changes).
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, dist_info: DistInfo) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        dist_info: DistInfo,
+        lengths: Sequence[int] | None = None,
+        bucket_pool: int = 0,
+    ) -> None:
         self.size, self.batch_size, self.seed, self.dist = size, batch_size, seed, dist_info
         self.global_batch = batch_size * dist_info.world_size
         if size < self.global_batch:
@@ -73,6 +87,15 @@ class EpochBatchSampler(Sampler[list[int]]):
                 f"training set has {size} cases, fewer than one global batch "
                 f"({batch_size} x {dist_info.world_size} ranks)"
             )
+        if bucket_pool < 0:
+            raise ValueError(f"bucket_pool must be >= 0, got {bucket_pool}")
+        if bucket_pool and (lengths is None or len(lengths) != size):
+            raise ValueError(
+                f"bucket_pool {bucket_pool} needs one length per training item ({size}), "
+                f"got {None if lengths is None else len(lengths)}"
+            )
+        self.lengths = None if lengths is None else [int(n) for n in lengths]
+        self.bucket_pool = bucket_pool
         self.epoch, self.start_batch = 0, 0
 
     def set_position(self, epoch: int, start_batch: int) -> None:
@@ -81,12 +104,26 @@ class EpochBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return self.size // self.global_batch - self.start_batch
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def global_batches(self) -> list[list[int]]:
+        """All global batches of the current epoch, in order (the same on every rank)."""
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         perm = torch.randperm(self.size, generator=generator).tolist()
-        for t in range(self.start_batch, self.size // self.global_batch):
-            offset = t * self.global_batch + self.dist.rank * self.batch_size
-            yield perm[offset : offset + self.batch_size]
+        count, width = self.size // self.global_batch, self.global_batch
+        if not self.bucket_pool:
+            return [perm[t * width : (t + 1) * width] for t in range(count)]
+        assert self.lengths is not None
+        kept, pool = perm[: count * width], self.bucket_pool * width
+        batches = []
+        for start in range(0, len(kept), pool):
+            chunk = sorted(kept[start : start + pool], key=self.lengths.__getitem__)
+            batches += [chunk[i : i + width] for i in range(0, len(chunk), width)]
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[t] for t in order]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        offset = self.dist.rank * self.batch_size
+        for batch in self.global_batches()[self.start_batch :]:
+            yield batch[offset : offset + self.batch_size]
 
 
 def rng_state() -> dict[str, Any]:

@@ -14,7 +14,7 @@ Public API (stable; stage 2 builds on it):
 
 ``Trainer(module, config, out_dir, train_dataset, step_fn, *, collate_fn=None,
 evaluate_fn=None, batch_size=1, seed=0, device=cpu, num_workers=0, signature=None,
-ddp_kwargs=None)``
+ddp_kwargs=None, lengths=None)``
     ``step_fn(model, batch) -> (loss, metrics)`` runs one micro-batch forward (inside
     autocast; ``model`` may be the DDP wrapper, ``unwrap(model)`` gives the module) and
     returns a scalar loss tensor and a dict of floats/0-d tensors to log. It may update
@@ -22,6 +22,8 @@ ddp_kwargs=None)``
     ``module.state_dict()`` and so are checkpointed. ``batch`` arrives already moved to
     ``device`` (tensors inside dicts/lists/tuples).
     ``evaluate_fn(module, step) -> dict[str, float]`` runs on rank 0 only (others wait).
+    ``lengths``: one size per training item (e.g. report tokens), needed by
+    ``config.bucket_pool`` > 0 (length-bucketed batches, ``EpochBatchSampler``).
     ``signature``: a JSON-able object (e.g. the stage config); a checkpoint written under
     another signature is not resumed (a warning says so and training starts fresh).
     ``Trainer.fit(resume="auto"|"never"|PATH, stop_at_step=None) -> dict`` trains to
@@ -51,7 +53,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -116,6 +118,7 @@ class Trainer:
         num_workers: int = 0,
         signature: Any = None,
         ddp_kwargs: dict[str, Any] | None = None,
+        lengths: Sequence[int] | None = None,
     ) -> None:
         self.config, self.out_dir = config, Path(out_dir)
         self.device = device or torch.device("cpu")
@@ -128,7 +131,9 @@ class Trainer:
             kwargs = {"broadcast_buffers": False, **(ddp_kwargs or {})}
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = nn.parallel.DistributedDataParallel(self.module, device_ids=ids, **kwargs)
-        self.sampler = EpochBatchSampler(len(train_dataset), batch_size, seed, self.dist)
+        self.sampler = EpochBatchSampler(
+            len(train_dataset), batch_size, seed, self.dist, lengths, config.bucket_pool
+        )
         self.loader = DataLoader(
             train_dataset,
             batch_sampler=self.sampler,

@@ -30,6 +30,7 @@ class LoopConfig:
     best_metric: str | None = None  # key returned by evaluate_fn
     best_mode: str = "max"
     tensorboard: bool = True
+    bucket_pool: int = 0  # sort runs of this many global batches by item length (0 = off)
     extra: dict[str, Any] = field(default_factory=dict)  # ignored keys, kept for provenance
 
     @classmethod

@@ -268,6 +268,7 @@ def make_trainer(
         seed=seed,
         device=device,
         signature=signature,
+        lengths=[len(ids) for ids in train_set.ids] if train_set.ids else None,
     )
 
 
