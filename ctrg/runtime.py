@@ -168,7 +168,8 @@ def versions() -> dict[str, str]:
     from ctrg import __version__
 
     found = {"python": platform.python_version(), "ctrg": __version__}
-    for name in ("torch", "numpy", "transformers", "spacy", "snakemake", "nibabel", "pydicom"):
+    names = ("torch", "numpy", "scipy", "transformers", "spacy", "snakemake", "nibabel", "pydicom")
+    for name in names:
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -176,13 +177,34 @@ def versions() -> dict[str, str]:
     return found
 
 
+def cpu_facts() -> dict[str, str]:
+    """The CPU model (Linux /proc/cpuinfo) and, where torch is loaded, its kernel level.
+
+    Floating-point results (and so trained weights) can differ between CPUs with different
+    vector units (e.g. AVX2 vs AVX-512), so every artifact records them.
+    """
+    facts = {"cpu": platform.processor() or "unknown"}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                facts["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        facts["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return facts
+
+
 def provenance() -> dict[str, Any]:
-    """What produced an artifact: versions, git revision, host facts."""
+    """What produced an artifact: versions, git revision, host facts (CPU included)."""
     return {
         "versions": versions(),
         "git_revision": git_revision(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        **cpu_facts(),
     }
 
 
