@@ -98,9 +98,15 @@ def test_two_gloo_ranks_match_one_process(tmp_path, centering):
         assert torch.equal(ddp[key], single[key]), key
     assert int(single["queue.filled"].sum()) > 0
     # gradients averaged over ranks = the single-process gradient (up to float rounding)
-    # (with centering: the batch mean is over both ranks, as in one process of batch 4)
+    # (with centering: the batch mean is over both ranks, as in one process of batch 4).
+    # AdamW divides by sqrt(v), so a rounding difference in a near-zero gradient entry can
+    # move that one weight by up to ~lr per step: on an AVX-512 CPU one entry of 1,024 moved
+    # 2.5e-4. So at most 0.5% of a tensor's entries may miss the rounding tolerance, by at
+    # most 5e-4; wrong averaging or ordering across ranks moves far more entries.
     for key, value in single.items():
         if key not in skip:
-            assert torch.allclose(ddp[key].float(), value.float(), atol=2e-4, rtol=1e-3), key
+            diff = (ddp[key].float() - value.float()).abs()
+            outside = diff > 2e-4 + 1e-3 * value.float().abs()
+            assert diff.max() <= 5e-4 and outside.float().mean() <= 0.005, (key, diff.max())
     assert (ddp_out / "train_log.jsonl").exists()
     assert not (ddp_out / "work" / "checkpoint.pt").with_suffix(".pt.tmp").exists()
