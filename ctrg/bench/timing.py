@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,19 +65,10 @@ def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManage
     return contextlib.nullcontext()
 
 
-def _cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else the platform's processor string."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def machine_info(device: torch.device) -> dict[str, Any]:
     """Cores, torch threads and version, device name, git revision and versions."""
     facts = provenance()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else facts["cpu"]
     return {
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
