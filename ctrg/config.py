@@ -119,6 +119,31 @@ def load_stage_config(path: str | Path | None, section: str) -> dict[str, Any]:
     return payload
 
 
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``overrides`` merged in recursively (neither is modified)."""
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config_files(paths: list[Path]) -> dict[str, Any]:
+    """Merge workflow YAML configs in order (as ``snakemake --configfile A B`` does) and resolve.
+
+    Raises:
+        FileNotFoundError: naming a missing file.
+    """
+    merged: dict[str, Any] = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"config file {path}: no such file")
+        merged = deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
+    return resolve(merged)
+
+
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """Load a workflow YAML config (e.g. ``config.yaml`` or a preset) and resolve it."""
     with open(path) as handle:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -41,6 +42,7 @@ from ctrg.data.resample import (
 )
 
 DEFAULT_SIZE = (300, 512, 512)
+INPUT_SPACING = (1.25, 0.7, 0.7)  # (z, y, x) mm of the synthetic input of `ctrg bench speed`
 TARGETS = {
     "ct-rate 1.5/0.75": ((1.5, 0.75, 0.75), (240, 480, 480)),
     "cpu default": ((6.0, 3.6, 3.6), (48, 96, 96)),
@@ -236,3 +238,30 @@ def main(argv: list[str]) -> int:
     for target, method, seconds, memory, ratio, extra in rows:
         print(f"{target:<24} {method:<38} {seconds:8.3f} {memory:11.2f}  {ratio} {extra}".rstrip())
     return 0
+
+
+def speed_row(size: tuple[int, int, int], target: str, repeats: int) -> dict[str, Any]:
+    """ctrg vs MONAI volumes/s on a synthetic ``size`` volume (target shape scaled with it)."""
+    volume = synthetic_chest(size)
+    z, y, x = INPUT_SPACING
+    affine = np.diag([-x, -y, z, 1.0])  # LPS-like storage, as in ``ctrg bench preprocess``
+    spacing, shape = TARGETS[target]
+    factor = [n / d for n, d in zip(size, DEFAULT_SIZE)]
+    section = resolve_section(
+        {"spacing": list(spacing), "shape": [max(4, round(t * f)) for t, f in zip(shape, factor)]}
+    )
+    rows: list[tuple] = []
+    options = argparse.Namespace(repeat=repeats, no_monai=False)
+    bench_target(target, volume, affine, section, options, rows)
+    # rows: (target, method, seconds, memory, ratio, extra); extra "max|diff| <value>"
+    seconds = {row[1]: row[2] for row in rows}
+    ours, monai = seconds["ctrg stage"], seconds["MONAI Spacingd+ScaleIntensityRanged"]
+    return {
+        "input_shape": list(size),
+        "output_shape": section["shape"],
+        "target": target,
+        "ctrg_volumes_per_s": 1.0 / ours,
+        "monai_volumes_per_s": 1.0 / monai,
+        "ctrg_vs_monai": monai / ours,
+        "max_abs_diff": float(rows[-1][5].split()[-1]),
+    }

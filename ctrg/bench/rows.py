@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import yaml
+
+from ctrg.config import deep_merge
 
 _ROW_NAME = r"[a-z][a-z0-9_]*"
 _ROW = re.compile(rf"^{_ROW_NAME}$")
@@ -39,17 +40,6 @@ def check_row_names(rows: dict[str, Any]) -> None:
             f"ctrg/bench/rows.yaml: row names {bad} must be lower-case letters, digits and"
             " underscores, starting with a letter"
         )
-
-
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``overrides`` merged in recursively (neither is modified)."""
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 def run_name(row: str, seed: int) -> str:

@@ -9,9 +9,12 @@ and a full negative queue, and the peak memory of model build + first step (CUDA
 one-time costs). ``stage2``: a selected-patch decoder step (``ctrg.bench.stage2_memory``).
 ``extract``: frozen ``encode_volume`` + top-k (``ctrg.features.extract.extract_batch``).
 ``inference``: an *untrained* decoder with EOS banned decodes one report to the length cap
-(the worst case), plus the encode time. ``pipeline``: Snakemake's ``benchmarks/**/*.tsv``
-of the last run (``ctrg.bench.snakemake_times``). On CUDA training steps use bf16 autocast
-(as ``amp: auto``). Numbers are printed and written, never asserted.
+(the worst case), plus the encode time. ``llm`` (``--llm``): the authors' LoRA LLaMA decoder
+at its real shape with random weights (``ctrg.bench.llm_speed``). ``pipeline``: Snakemake's
+``benchmarks/**/*.tsv`` of the last run (``ctrg.bench.snakemake_times``). On CUDA training
+steps use bf16 autocast (as ``amp: auto``); ``--amp-baseline`` times them in fp32 too, in the
+same process. ``--configfile config.yaml presets/ctrate.yaml`` measures the paper scale.
+Numbers are printed and written, never asserted.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import numpy as np
 import torch
 
 from ctrg.bench import preprocess, stage2_memory
+from ctrg.bench.llm_speed import LLM_CHOICES, bench_llm
 from ctrg.bench.snakemake_times import read_pipeline_benchmarks
 from ctrg.bench.speed_table import SECTIONS, markdown_table, table_rows
 from ctrg.bench.timing import MB, amp_enabled, autocast, machine_info, median_seconds, peak_memory
-from ctrg.config import load_stage_config
+from ctrg.config import load_config_files, load_stage_config
 from ctrg.features.extract import extract_batch
 from ctrg.features.select import assemble_visual_tokens
 from ctrg.models.decoder import DecoderConfig, ReportDecoder
@@ -50,7 +54,6 @@ CONFIG_STAGES: tuple[str, ...] = ("stage1", "stage2", "features", "generate")
 TEXT_DIM = 384  # frozen text encoder width (MiniLM)
 NUM_STRUCTURES = 10  # S, as in ctrg.anatomy
 PAD_ID, BOS_ID, EOS_ID = 0, 2, 3  # ctrg.models.tokenizer: SPECIAL_TOKENS take ids 0-3
-INPUT_SPACING = (1.25, 0.7, 0.7)  # (z, y, x) mm of the synthetic preprocessing input
 
 
 @dataclass
@@ -66,33 +69,8 @@ class Setup:
     batch_size: int  # stage-1 volumes per step
     visual_dim: int  # C of the tokens handed to stage 2 (stage1.model.query_dim)
     top_k: int  # patches kept per structure (features.top_k)
-
-
-def bench_preprocess(size: tuple[int, int, int], target: str, repeats: int) -> dict[str, Any]:
-    """ctrg vs MONAI volumes/s on a synthetic ``size`` volume (target shape scaled with it)."""
-    volume = preprocess.synthetic_chest(size)
-    z, y, x = INPUT_SPACING
-    affine = np.diag([-x, -y, z, 1.0])  # LPS-like storage, as in ``ctrg bench preprocess``
-    spacing, shape = preprocess.TARGETS[target]
-    factor = [n / d for n, d in zip(size, preprocess.DEFAULT_SIZE)]
-    section = preprocess.resolve_section(
-        {"spacing": list(spacing), "shape": [max(4, round(t * f)) for t, f in zip(shape, factor)]}
-    )
-    rows: list[tuple] = []
-    options = argparse.Namespace(repeat=repeats, no_monai=False)
-    preprocess.bench_target(target, volume, affine, section, options, rows)
-    # rows: (target, method, seconds, memory, ratio, extra); extra "max|diff| <value>"
-    seconds = {row[1]: row[2] for row in rows}
-    ours, monai = seconds["ctrg stage"], seconds["MONAI Spacingd+ScaleIntensityRanged"]
-    return {
-        "input_shape": list(size),
-        "output_shape": section["shape"],
-        "target": target,
-        "ctrg_volumes_per_s": 1.0 / ours,
-        "monai_volumes_per_s": 1.0 / monai,
-        "ctrg_vs_monai": monai / ours,
-        "max_abs_diff": float(rows[-1][5].split()[-1]),
-    }
+    train_steps: int = 5  # timed training steps of stage 1, stage 2 and the LLM (median)
+    amp_baseline: bool = False  # also time stage 1 and 2 without autocast (same process)
 
 
 def _build_stage1(section: dict[str, Any], device: torch.device) -> Any:
@@ -121,15 +99,18 @@ def _prime_torch(section: dict[str, Any], device: torch.device) -> None:
     torch.optim.AdamW([scalar]).step()
 
 
-def bench_stage1(setup: Setup) -> dict[str, Any]:
-    """Median AdamW step (forward + real loss, backward, clip, step) and peak memory."""
+def bench_stage1(setup: Setup, amp: str | None = None) -> dict[str, Any]:
+    """Median AdamW step (forward + real loss, backward, clip, step) and peak memory.
+
+    ``amp`` overrides ``stage1.loop.amp`` (``"off"``: the fp32 baseline).
+    """
     torch.manual_seed(0)
     section, device, batch = setup.stage1, setup.device, setup.batch_size
     shape = tuple(section["model"]["volume_shape"])
     volume = torch.randn(batch, 1, *shape, device=device)  # (B, 1, D, H, W)
     text_features = torch.randn(batch, NUM_STRUCTURES, TEXT_DIM, device=device)  # (B, S, H)
     report_features = torch.randn(batch, TEXT_DIM, device=device)  # (B, H)
-    optim, amp = section["optim"], section["loop"]["amp"]
+    optim, amp = section["optim"], amp or section["loop"]["amp"]
 
     def step() -> None:
         with autocast(amp, device):
@@ -148,7 +129,7 @@ def bench_stage1(setup: Setup) -> dict[str, Any]:
         hyper = {key: optim[key] for key in ("lr", "eps", "weight_decay")}
         optimizer = torch.optim.AdamW(model.parameters(), betas=tuple(optim["betas"]), **hyper)
         step()  # warm-up: optimizer state exists from here on
-    seconds = median_seconds(step, setup.repeats, device)
+    seconds = median_seconds(step, setup.train_steps, device)
     return {
         "volume_shape": list(shape),
         "batch_size": batch,
@@ -158,6 +139,7 @@ def bench_stage1(setup: Setup) -> dict[str, Any]:
         "peak_mb": memory["bytes"] / MB,
         "memory_kind": memory["kind"],
         "amp": "bf16" if amp_enabled(amp, device) else "off",
+        "steps": setup.train_steps,
     }
 
 
@@ -173,9 +155,13 @@ def _decoder_config(stage2: dict[str, Any], visual_dim: int) -> DecoderConfig:
     )
 
 
-def bench_stage2(setup: Setup) -> dict[str, Any]:
-    """One selected-patch decoder training step (``ctrg.bench.stage2_memory.measure``)."""
+def bench_stage2(setup: Setup, amp: str | None = None) -> dict[str, Any]:
+    """One selected-patch decoder training step (``ctrg.bench.stage2_memory.measure``).
+
+    ``amp`` overrides ``stage2.optim.amp`` (``"off"``: the fp32 baseline).
+    """
     stage2, device = setup.stage2, setup.device
+    amp = amp or stage2["optim"]["amp"]
     cfg = _decoder_config(stage2, setup.visual_dim)
     options = argparse.Namespace(
         batch_size=stage2["batch_size"],
@@ -184,9 +170,9 @@ def bench_stage2(setup: Setup) -> dict[str, Any]:
         visual_dim=setup.visual_dim,
         report_tokens=stage2["max_report_tokens"],
         vocab_size=cfg.vocab_size,
-        repeats=setup.repeats,
+        repeats=setup.train_steps,
     )
-    with autocast(stage2["optim"]["amp"], device):
+    with autocast(amp, device):
         row = stage2_memory.measure("selected", 0, options, cfg, device)
     return {
         "batch_size": options.batch_size,
@@ -196,7 +182,8 @@ def bench_stage2(setup: Setup) -> dict[str, Any]:
         "reports_per_s": options.batch_size / row["step_s"],
         "peak_mb": row["peak_mb"],
         "memory_kind": "cuda allocated" if device.type == "cuda" else "profiler tensor bytes",
-        "amp": "bf16" if amp_enabled(stage2["optim"]["amp"], device) else "off",
+        "amp": "bf16" if amp_enabled(amp, device) else "off",
+        "steps": setup.train_steps,
     }
 
 
@@ -242,6 +229,21 @@ def bench_inference(setup: Setup) -> dict[str, Any]:
     }
 
 
+def add_amp_baselines(results: dict[str, Any], setup: Setup) -> None:
+    """Time stage 1 and stage 2 again without autocast, in this process: the bf16 speed-up.
+
+    Only where the measured row autocast (``amp`` bf16); ``speedup`` = fp32 step / bf16 step.
+    """
+    for name, measure in (("stage1", bench_stage1), ("stage2", bench_stage2)):
+        row = results[name]
+        if row.get("skipped") or row["amp"] == "off":
+            continue
+        baseline = measure(setup, amp="off")
+        row["fp32_baseline"] = {key: baseline[key] for key in ("step_s", "peak_mb")}
+        row["bf16_speedup"] = baseline["step_s"] / row["step_s"]
+        row["bf16_memory_ratio"] = baseline["peak_mb"] / row["peak_mb"]
+
+
 def run_sections(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
     """Every measurement not skipped; stage 1 first, so its RSS baseline is a fresh process."""
     measures: dict[str, Callable[[], dict[str, Any]]] = {
@@ -249,19 +251,28 @@ def run_sections(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
         "extract": lambda: bench_extract(setup),
         "stage2": lambda: bench_stage2(setup),
         "inference": lambda: bench_inference(setup),
-        "preprocess": lambda: bench_preprocess(
+        "llm": lambda: bench_llm(
+            args.llm,
+            setup.stage2,
+            setup,
+            args.llm_batch_size or setup.stage2["batch_size"],
+            setup.train_steps,
+        ),
+        "preprocess": lambda: preprocess.speed_row(
             tuple(args.preprocess_size), args.preprocess_target, args.repeats
         ),
         "pipeline": lambda: read_pipeline_benchmarks(args.benchmarks, args.run),
     }
     results: dict[str, Any] = {}
     for name, measure in measures.items():
-        if name in args.skip:
+        if name in args.skip or (name == "llm" and args.llm == "none"):
             results[name] = {"skipped": True}
             continue
         started = time.perf_counter()
         results[name] = measure()
         log.info("%s measured in %.1f s", name, time.perf_counter() - started)
+    if setup.amp_baseline:
+        add_amp_baselines(results, setup)
     inference, extract = results["inference"], results["extract"]
     if not inference.get("skipped"):
         encode = None if extract.get("skipped") else extract["encode_s_per_volume"]
@@ -285,7 +296,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             f"--{stage}-config", type=Path, default=None, metavar="JSON",
             help=f"resolved {stage}.json (results/<run>/configs/); default: schema defaults",
         )  # fmt: skip
+    parser.add_argument(
+        "--configfile", type=Path, nargs="+", default=None, metavar="YAML",
+        help="workflow configs merged in order, as `snakemake --configfile` merges them "
+        "(e.g. config.yaml presets/ctrate.yaml: the paper scale); replaces --<stage>-config",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=None, help="stage 1 (default: config)")
+    parser.add_argument(
+        "--train-steps", type=int, default=None,
+        help="timed training steps of stage 1, stage 2 and the LLM (default: --repeats)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--amp-baseline", action="store_true",
+        help="where training autocasts to bf16, also time it without (fp32) in this process",
+    )  # fmt: skip
+    parser.add_argument(
+        "--llm", choices=LLM_CHOICES, default="none",
+        help="the authors' LoRA LLM decoder at this shape with random weights (none = skip)",
+    )  # fmt: skip
+    parser.add_argument("--llm-batch-size", type=int, default=None, help="default: stage2")
     parser.add_argument(
         "--preprocess-size", type=int, nargs=3, default=[200, 384, 384], metavar=("D", "H", "W"),
         help="synthetic int16 input volume of the preprocessing measurement",
@@ -301,9 +330,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out-md", type=Path, default=None, help="default: --out-json as .md")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    for name in ("repeats", "train_steps", "batch_size", "llm_batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    staged = [stage for stage in CONFIG_STAGES if getattr(args, f"{stage}_config")]
+    if args.configfile and staged:
+        parser.error(f"--configfile replaces --{staged[0]}-config: give one or the other")
     return args
+
+
+def stage_sections(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The resolved ``CONFIG_STAGES`` sections: from ``--configfile`` or per-stage files."""
+    if not args.configfile:
+        return {
+            stage: load_stage_config(getattr(args, f"{stage}_config"), stage)[stage]
+            for stage in CONFIG_STAGES
+        }
+    resolved = load_config_files(args.configfile)
+    return {stage: resolved[stage] for stage in CONFIG_STAGES}
 
 
 def main(argv: list[str]) -> int:
@@ -312,10 +357,7 @@ def main(argv: list[str]) -> int:
     setup_logging(args.log_level)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sections = {
-        stage: load_stage_config(getattr(args, f"{stage}_config"), stage)[stage]
-        for stage in CONFIG_STAGES
-    }
+    sections = stage_sections(args)
     setup = Setup(
         **sections,
         repeats=args.repeats,
@@ -323,13 +365,17 @@ def main(argv: list[str]) -> int:
         batch_size=args.batch_size or sections["stage1"]["loop"]["batch_size"],
         visual_dim=sections["stage1"]["model"]["query_dim"],
         top_k=sections["features"]["top_k"],
+        train_steps=args.train_steps or args.repeats,
+        amp_baseline=args.amp_baseline,
     )
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine_info(setup.device)}
     results.update(run_sections(args, setup))
     results["settings"] = {
         "repeats": args.repeats,
+        "train_steps": setup.train_steps,
         "skip": args.skip,
+        "configfile": args.configfile,
         "configs": {stage: getattr(args, f"{stage}_config") for stage in CONFIG_STAGES},
         "wall_s": time.perf_counter() - started,
     }

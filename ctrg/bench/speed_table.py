@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-SECTIONS: tuple[str, ...] = ("preprocess", "stage1", "stage2", "extract", "inference", "pipeline")
+SECTIONS: tuple[str, ...] = (
+    "preprocess",
+    "stage1",
+    "stage2",
+    "extract",
+    "inference",
+    "llm",
+    "pipeline",
+)
 
 ROWS: dict[str, list[tuple[str, str, str]]] = {  # section -> (key, measurement, value format)
     "preprocess": [
@@ -21,17 +29,25 @@ ROWS: dict[str, list[tuple[str, str, str]]] = {  # section -> (key, measurement,
         ("volumes_per_s", "training throughput", "{:.2f} volumes/s"),
         ("step_s", "training step (median)", "{:.3f} s"),
         ("peak_mb", "peak memory", "{:.1f} MB"),
+        ("bf16_speedup", "bf16 autocast speed-up (fp32 step / bf16 step)", "{:.2f}x"),
     ],
     "stage2": [
         ("reports_per_s", "training throughput (selected patches)", "{:.2f} reports/s"),
         ("step_s", "training step (median)", "{:.3f} s"),
         ("peak_mb", "peak memory of one step", "{:.1f} MB"),
+        ("bf16_speedup", "bf16 autocast speed-up (fp32 step / bf16 step)", "{:.2f}x"),
     ],
     "extract": [("volumes_per_s", "frozen encode + top-k selection", "{:.2f} volumes/s")],
     "inference": [
         ("decode_s", "decode one report", "{:.3f} s/volume"),
         ("encode_s", "encode one volume (from extract)", "{:.3f} s/volume"),
         ("total_s", "latency per volume (encode + decode)", "{:.3f} s/volume"),
+    ],
+    "llm": [
+        ("reports_per_s", "LoRA LLM training throughput", "{:.2f} reports/s"),
+        ("step_s", "LoRA LLM training step (median)", "{:.3f} s"),
+        ("peak_mb", "LoRA LLM peak memory (weights included)", "{:.0f} MB"),
+        ("decode_s", "LLM greedy decode of one report", "{:.2f} s/volume"),
     ],
     "pipeline": [
         ("sum_s", "sum of job wall times", "{:.0f} s"),
@@ -46,17 +62,25 @@ NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
     ),
     "stage1": lambda r: (
         f"batch {r['batch_size']} x {tuple(r['volume_shape'])}, {r['parameters'] / 1e6:.2f} M "
-        f"params, AdamW + real loss, full queue; amp {r['amp']}; memory: {r['memory_kind']} "
-        "over model build + first step"
+        f"params, AdamW + real loss, full queue; amp {r['amp']}; median of {r.get('steps', '?')} "
+        f"steps; memory: {r['memory_kind']} over model build + first step" + _baseline(r)
     ),
     "stage2": lambda r: (
         f"batch {r['batch_size']}, {r['visual_tokens']} visual tokens, {r['report_tokens']} "
-        f"report tokens; amp {r['amp']}; memory: {r['memory_kind']}"
+        f"report tokens; amp {r['amp']}; median of {r.get('steps', '?')} steps; memory: "
+        f"{r['memory_kind']}" + _baseline(r)
     ),
     "extract": lambda r: f"batch {r['batch_size']}, top-k {r['top_k']}, torch.no_grad",
     "inference": lambda r: (
         f"untrained decoder, EOS banned: decodes to the length cap (worst case), "
         f"{r['generated_tokens']} tokens, {r['strategy']}, {r['s_per_token'] * 1e3:.1f} ms/token"
+    ),
+    "llm": lambda r: (
+        f"LLaMA shape {r['shape']} (random weights, {r['dtype']}), "
+        f"{r['parameters'] / 1e6:,.1f} M params, {r['trainable_parameters'] / 1e6:.1f} M trained "
+        f"(LoRA + projector); batch {r['batch_size']} x {r['sequence_tokens']} tokens; amp "
+        f"{r['amp']}; memory: {r['memory_kind']} over build + first step; decode "
+        f"{r['generated_tokens']} tokens, greedy, EOS banned, {r['ms_per_token']:.1f} ms/token"
     ),
     "pipeline": lambda r: (
         f"{'run ' + repr(r['run']) if r['run'] else 'data stages only'}, {r['jobs']} jobs in "
@@ -64,6 +88,17 @@ NOTES: dict[str, Callable[[dict[str, Any]], str]] = {
         + ", ".join(f"{job['job']} {job['s']:.0f} s" for job in r["largest"])
     ),
 }
+
+
+def _baseline(r: dict[str, Any]) -> str:
+    """Note text of the same-process fp32 baseline, when one was measured."""
+    base = r.get("fp32_baseline")
+    if not base:
+        return ""
+    return (
+        f"; fp32 baseline (same process): step {base['step_s']:.3f} s, peak "
+        f"{base['peak_mb']:.0f} MB ({r['bf16_memory_ratio']:.2f}x the bf16 peak)"
+    )
 
 
 def _format(value: Any, fmt: str) -> str:
@@ -95,7 +130,8 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         else:
             note = NOTES[section](result)
             for i, (key, label, fmt) in enumerate(ROWS[section]):
-                rows.append((section, label, _format(result.get(key), fmt), note if i == 0 else ""))
+                if key in result:  # optional keys (bf16_speedup) only where measured
+                    rows.append((section, label, _format(result[key], fmt), note if i == 0 else ""))
     return rows
 
 
