@@ -8,7 +8,8 @@ same family for CPU checks. Measured: one LoRA training step (forward, backward 
 frozen LM, AdamW on the adapters and the projector) on ``B`` reports of the config's report
 length behind ``S + S*(1+k)`` visual tokens and the prompt, its peak memory (model build
 included, so the frozen weights count), and greedy decoding of one report to the authors'
-cap of new tokens with EOS banned (the worst case). Prompt lengths are those of the LLaMA
+cap of new tokens with EOS banned (the worst case), with the adapters separate (as trained)
+and merged into the frozen weights (``merge_adapter``). Prompt lengths are those of the LLaMA
 tokenizer on the authors' prompt; the prompt ids themselves are random.
 """
 
@@ -134,6 +135,11 @@ def bench_llm(
         step()  # warm-up: optimizer state exists from here on
     step_s = median_seconds(step, steps, device)
     decode_s, tokens = _decode_seconds(decoder, setup, section)
+    decoder.lm.merge_adapter()  # LoRA folded into the frozen weights: plain LLaMA per token
+    try:
+        merged_s, _ = _decode_seconds(decoder, setup, section)
+    finally:
+        decoder.lm.unmerge_adapter()
     return {
         "shape": shape,
         "parameters": sum(p.numel() for p in decoder.parameters()),
@@ -147,6 +153,7 @@ def bench_llm(
         "decode_s": decode_s,
         "generated_tokens": tokens,
         "ms_per_token": decode_s / max(tokens, 1) * 1e3,
+        "decode_merged_s": merged_s,
         "dtype": section["llm"]["dtype"],
         "amp": "bf16" if amp_enabled(amp, device) else "off",
     }

@@ -34,7 +34,15 @@ from ctrg.bench import preprocess, stage2_memory
 from ctrg.bench.llm_speed import LLM_CHOICES, bench_llm
 from ctrg.bench.snakemake_times import read_pipeline_benchmarks
 from ctrg.bench.speed_table import SECTIONS, markdown_table, table_rows
-from ctrg.bench.timing import MB, amp_enabled, autocast, machine_info, median_seconds, peak_memory
+from ctrg.bench.timing import (
+    MB,
+    amp_enabled,
+    autocast,
+    machine_info,
+    median_seconds,
+    peak_memory,
+    top_operators,
+)
 from ctrg.config import load_config_files, load_stage_config
 from ctrg.features.extract import extract_batch
 from ctrg.features.select import assemble_visual_tokens
@@ -99,10 +107,11 @@ def _prime_torch(section: dict[str, Any], device: torch.device) -> None:
     torch.optim.AdamW([scalar]).step()
 
 
-def bench_stage1(setup: Setup, amp: str | None = None) -> dict[str, Any]:
+def bench_stage1(setup: Setup, amp: str | None = None, profile: int = 0) -> dict[str, Any]:
     """Median AdamW step (forward + real loss, backward, clip, step) and peak memory.
 
-    ``amp`` overrides ``stage1.loop.amp`` (``"off"``: the fp32 baseline).
+    ``amp`` overrides ``stage1.loop.amp`` (``"off"``: the fp32 baseline). ``profile`` > 0:
+    also profile that many steps; ``result["profile"]`` lists the costliest operators.
     """
     torch.manual_seed(0)
     section, device, batch = setup.stage1, setup.device, setup.batch_size
@@ -130,7 +139,9 @@ def bench_stage1(setup: Setup, amp: str | None = None) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(model.parameters(), betas=tuple(optim["betas"]), **hyper)
         step()  # warm-up: optimizer state exists from here on
     seconds = median_seconds(step, setup.train_steps, device)
+    extra = {"profile": top_operators(step, profile, device)} if profile else {}
     return {
+        **extra,
         "volume_shape": list(shape),
         "batch_size": batch,
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -48,6 +48,7 @@ ROWS: dict[str, list[tuple[str, str, str]]] = {  # section -> (key, measurement,
         ("step_s", "LoRA LLM training step (median)", "{:.3f} s"),
         ("peak_mb", "LoRA LLM peak memory (weights included)", "{:.0f} MB"),
         ("decode_s", "LLM greedy decode of one report", "{:.2f} s/volume"),
+        ("decode_merged_s", "the same, LoRA merged into the weights", "{:.2f} s/volume"),
     ],
     "pipeline": [
         ("sum_s", "sum of job wall times", "{:.0f} s"),

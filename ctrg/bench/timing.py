@@ -79,3 +79,21 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         "platform": facts["platform"],
         "versions": facts["versions"],
     }
+
+
+def top_operators(
+    fn: Callable[[], object], calls: int, device: torch.device, rows: int = 12
+) -> str:
+    """torch.profiler table of the operators that took most device (CUDA) or CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)

@@ -91,7 +91,15 @@ class ConvPatchEmbed3d(nn.Module):
 
 
 class PositionGenerator(nn.Module):
-    """Depthwise 3x3x3 convolution over the token grid (PEG); causal pads depth on one side."""
+    """Depthwise 3x3x3 convolution over the token grid (PEG); causal pads depth on one side.
+
+    The convolution always runs in its weight's dtype, also inside a bf16 autocast region:
+    a depthwise (``groups == channels``) 3D convolution has no fast bf16 CUDA kernel, and
+    autocasting it made the paper-scale stage-1 step 3.1x slower than fp32 on an H200
+    (``ctrg bench autocast``). It holds 27 weights per channel, so fp32 costs nothing.
+    """
+
+    conv_in_weight_dtype: bool = True  # False: let autocast pick (the slow bf16 path)
 
     def __init__(self, dim: int, causal: bool = True) -> None:
         super().__init__()
@@ -100,9 +108,14 @@ class PositionGenerator(nn.Module):
 
     def forward(self, grid: torch.Tensor) -> torch.Tensor:
         """(B, t, h, w, dim) -> (B, t, h, w, dim)."""
-        x = grid.permute(0, 4, 1, 2, 3)
+        x = grid.permute(0, 4, 1, 2, 3)  # (B, dim, t, h, w)
         depth_pad = (2, 0) if self.causal else (1, 1)
-        x = self.conv(F.pad(x, (1, 1, 1, 1, *depth_pad)))
+        x = F.pad(x, (1, 1, 1, 1, *depth_pad))
+        if self.conv_in_weight_dtype:
+            with torch.autocast(x.device.type, enabled=False):
+                x = self.conv(x.to(self.conv.weight.dtype))
+        else:
+            x = self.conv(x)
         return x.permute(0, 2, 3, 4, 1)
 
 
