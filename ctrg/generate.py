@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         section["split"] = args.split
     seed_everything(payload["seed"])
     device = select_device(payload.get("device", "auto"))
-    model, tokenizer, meta = load_stage2(args.model, device)
+    model, tokenizer, meta = load_stage2(args.model, device, merge_lora=section["merge_lora"])
     index = read_index(args.index)
     content = index_hash(index)
     check_model_features(meta, content, args.model, args.index)

@@ -100,7 +100,9 @@ class Pipeline:
         frozen = _resolve(args.frozen, run, "frozen/model.safetensors", "frozen stage-1 model")
         decoder = _resolve(args.model, run, "stage2/model.pt", "stage-2 model")
         self.observer, content = load_frozen_observer(frozen, self.device)
-        self.model, self.tokenizer, self.meta = load_stage2(decoder, self.device)
+        self.model, self.tokenizer, self.meta = load_stage2(
+            decoder, self.device, merge_lora=generate["generate"]["merge_lora"]
+        )
         check_model_features(self.meta, content, decoder, frozen)
         self.preprocess = configs["preprocess"]["preprocess"]
         self.top_k = int(configs["features"]["features"]["top_k"])

@@ -158,3 +158,80 @@ def test_inference_decodes_to_the_cap_when_the_model_wants_to_stop(monkeypatch) 
     )  # fmt: skip
     result = speed.bench_inference(setup)
     assert result["generated_tokens"] == 8 - 1  # capped by the decoder's positions (BOS incl.)
+
+
+def _tiny_workflow_yaml(root: Path) -> Path:
+    """A workflow config (as --configfile reads it) with bf16 autocast asked for on the CPU."""
+    import yaml
+
+    stage1 = tiny_config(batch_size=2, amp="bf16")["stage1"]
+    config = {
+        "stage1": stage1,
+        "stage2": {
+            "decoder": {"d_model": 32, "num_layers": 1, "num_heads": 2, "ff_dim": 64},
+            "batch_size": 2,
+            "max_report_tokens": 12,
+            "tokenizer": {"vocab_size": 64},
+            "optim": {"amp": "bf16"},
+            "llm": {"projector_hidden": 16, "lora_r": 4, "lora_alpha": 8},
+        },
+        "features": {"top_k": 3, "batch_size": 2},
+        "generate": {"decoding": {"min_length": 0, "max_length": 8}},
+    }
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_configfile_amp_baseline_and_llm_section(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "speed.json"
+    argv = ["--configfile", str(_tiny_workflow_yaml(tmp_path)), "--amp-baseline"]
+    argv += ["--llm", "tiny", "--llm-batch-size", "3", "--repeats", "1", "--train-steps", "2"]
+    argv += ["--skip", "preprocess", "extract", "inference", "pipeline", "--out-json", str(out)]
+    assert _run(argv) == 0
+    result = json.loads(out.read_text())
+    stage1, stage2, llm = result["stage1"], result["stage2"], result["llm"]
+    assert stage1["volume_shape"] == [16, 32, 32] and stage1["batch_size"] == 2
+    assert result["settings"]["train_steps"] == 2 and stage1["steps"] == 2
+    for row in (stage1, stage2):  # bf16 measured, fp32 baseline beside it, ratio of the two
+        assert row["amp"] == "bf16" and row["fp32_baseline"]["step_s"] > 0
+        assert row["bf16_speedup"] == pytest.approx(row["fp32_baseline"]["step_s"] / row["step_s"])
+    assert stage2["report_tokens"] == 12 and stage2["visual_tokens"] == 10 + 10 * (1 + 3)
+    hidden, layers, r, c = 64, 2, 4, 32  # tiny LLaMA; LoRA on q, k, v, o; C = query_dim
+    lora = layers * 4 * (r * hidden + hidden * r)
+    projector = (c * 16 + 16) + (16 * hidden + hidden)
+    assert llm["trainable_parameters"] == lora + projector
+    assert llm["batch_size"] == 3 and llm["sequence_tokens"] == 4 + 50 + 21 + 12
+    assert llm["generated_tokens"] == 12 - 1  # capped by the decoder's positions
+    assert llm["step_s"] > 0 and llm["decode_s"] > 0 and llm["decode_merged_s"] > 0
+    printed = capsys.readouterr().out
+    assert printed.count("bf16 autocast speed-up") == 2 and "LoRA merged" in printed
+
+
+def test_configfile_replaces_stage_config_files(tmp_path: Path) -> None:
+    stage1 = write_config(tmp_path, tiny_config())
+    argv = ["--configfile", str(_tiny_workflow_yaml(tmp_path)), "--stage1-config", str(stage1)]
+    with pytest.raises(SystemExit):
+        speed.parse_args(argv)
+
+
+def test_autocast_bench_times_three_settings(tmp_path: Path, capsys) -> None:
+    from ctrg.bench import autocast
+
+    out = tmp_path / "autocast.json"
+    argv = ["--configfile", str(_tiny_workflow_yaml(tmp_path)), "--device", "cpu"]
+    argv += ["--steps", "1", "--profile", "1", "--out-json", str(out), "--log-level", "WARNING"]
+    before = torch.get_num_threads()
+    try:
+        assert autocast.main(argv) == 0
+    finally:
+        torch.set_num_threads(before)
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["setting"] for row in rows] == [name for name, _, _ in autocast.SETTINGS]
+    assert [row["amp"] for row in rows] == ["off", "bf16", "bf16"]
+    assert "profile" not in rows[0] and all("convolution" in row["profile"] for row in rows[1:])
+    printed = capsys.readouterr().out
+    assert "| fp32 | " in printed and "| 1.00x | 1.00x |" in printed
+    from ctrg.models.vision import PositionGenerator
+
+    assert PositionGenerator.conv_in_weight_dtype  # the switch is restored

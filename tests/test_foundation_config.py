@@ -77,3 +77,15 @@ def test_cli_version_and_command_modules_exist():
 
     missing = [m for m, _ in COMMANDS.values() if importlib.util.find_spec(m) is None]
     assert not missing, f"subcommands without a module: {missing}"
+
+
+def test_config_files_merge_in_order_and_name_a_missing_file(tmp_path):
+    base, override = tmp_path / "base.yaml", tmp_path / "override.yaml"
+    base.write_text("seed: 3\nstage1:\n  model: {vision_dim: 64, vision_heads: 4}\n")
+    override.write_text("stage1:\n  model: {vision_dim: 96}\n")
+    resolved = config.load_config_files([base, override])
+    model = resolved["stage1"]["model"]
+    assert resolved["seed"] == 3 and model["vision_dim"] == 96 and model["vision_heads"] == 4
+    assert resolved["stage2"]["batch_size"] == 16  # defaults filled
+    with pytest.raises(FileNotFoundError, match="absent.yaml"):
+        config.load_config_files([base, tmp_path / "absent.yaml"])

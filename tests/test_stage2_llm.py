@@ -57,6 +57,22 @@ def _local_llama(folder: Path) -> Path:
     return folder
 
 
+def _merged_decoder_matches(unmerged: torch.nn.Module, merged: torch.nn.Module) -> None:
+    """generate.merge_lora: adapters folded into the weights, same fp32 logits."""
+    lora_layers = [m for m in merged.modules() if hasattr(m, "merged_adapters")]
+    assert lora_layers and all(m.merged for m in lora_layers)
+    assert not any(m.merged for m in unmerged.modules() if hasattr(m, "merged_adapters"))
+    generator = torch.Generator().manual_seed(1)
+    tokens = torch.randn(2, 5, 16, generator=generator)  # (B, T, C) visual tokens
+    kind, structure = torch.zeros(5, dtype=torch.long), torch.zeros(5, dtype=torch.long)
+    ids = torch.randint(4, 50, (2, 7), generator=generator)
+    with torch.no_grad():
+        expected = unmerged(tokens, kind, structure, ids)
+        got = merged(tokens, kind, structure, ids)
+    assert expected.abs().max() > 0.1  # not a trivially flat output
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_llm_decoder_trains_exports_and_generates(tmp_path: Path) -> None:
     before = torch.get_num_threads()
     cache = _cache(tmp_path / "features", HASH_A, cases=30)
@@ -90,6 +106,7 @@ def test_llm_decoder_trains_exports_and_generates(tmp_path: Path) -> None:
         )  # adapters only
         model, tokenizer, meta = load_stage2(out / "model.pt")
         assert meta["kind"] == "llm" and tokenizer.bos_id == 2
+        _merged_decoder_matches(model, load_stage2(out / "model.pt", merge_lora=True)[0])
         predictions = tmp_path / "predictions.csv"
         gen = [
             "--model",

@@ -338,3 +338,38 @@ def test_spatial_readout_is_added_to_the_observation_tokens():
     assert torch.allclose(with_readout.observation_tokens, expected, atol=1e-5)
     assert torch.equal(with_readout.attention, without.attention)  # patch choice unchanged
     assert torch.equal(with_readout.patch_tokens, without.patch_tokens)
+
+
+def test_position_generator_convolves_in_fp32_inside_bf16_autocast():
+    """Depthwise conv3d has no fast bf16 CUDA kernel: the PEG leaves autocast (same numbers)."""
+    from ctrg.models.vision import PositionGenerator
+
+    torch.manual_seed(0)
+    peg = PositionGenerator(8)
+    grid = torch.randn(2, 3, 4, 4, 8)  # (B, t, h, w, dim)
+    plain = peg(grid)
+    assert plain.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = peg(grid)
+        PositionGenerator.conv_in_weight_dtype = False
+        try:
+            autocast = peg(grid)  # the old path: autocast runs the conv in bf16
+        finally:
+            PositionGenerator.conv_in_weight_dtype = True
+    assert inside.dtype == torch.float32 and autocast.dtype == torch.bfloat16
+    torch.testing.assert_close(inside, plain, rtol=0, atol=0)  # exactly the fp32 result
+    assert (autocast.float() - plain).abs().max() > 1e-4  # bf16 rounding is visible
+
+
+def test_position_generator_switch_changes_nothing_without_autocast():
+    from ctrg.models.vision import PositionGenerator
+
+    torch.manual_seed(0)
+    model = encoder()
+    volume = torch.randn(1, 1, 16, 32, 32)
+    expected = model(volume)
+    PositionGenerator.conv_in_weight_dtype = False
+    try:
+        assert torch.equal(model(volume), expected)
+    finally:
+        PositionGenerator.conv_in_weight_dtype = True

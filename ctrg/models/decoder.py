@@ -336,12 +336,13 @@ def teacher_forced_loss(
 
 
 def load_stage2(
-    path: str | Path, device: torch.device | str = "cpu"
+    path: str | Path, device: torch.device | str = "cpu", merge_lora: bool = False
 ) -> tuple[nn.Module, Any, dict[str, Any]]:
     """Load ``model.pt`` written by ``ctrg stage2``: (decoder in eval mode, tokenizer, meta).
 
     ``meta`` holds the rest of the checkpoint (``frozen_hash``, ``visual_tokens``, ``step``,
-    ``metrics``, ``config``...).
+    ``metrics``, ``config``...). ``merge_lora`` (LLM decoder only, for decoding): fold the
+    LoRA adapters into the frozen weights (``generate.merge_lora``).
 
     Raises:
         ValueError: naming the file when it is not a stage-2 checkpoint.
@@ -363,5 +364,7 @@ def load_stage2(
     else:
         raise ValueError(f"{path}: unknown decoder kind {state['kind']!r}")
     model.load_state_dict(state["model"])
+    if merge_lora and state["kind"] == "llm":
+        model.lm.merge_adapter()  # one matmul per projection per token instead of three
     meta = {k: v for k, v in state.items() if k != "model"}
     return model.to(device).eval(), tokenizer, meta

@@ -94,9 +94,10 @@ class PositionGenerator(nn.Module):
     """Depthwise 3x3x3 convolution over the token grid (PEG); causal pads depth on one side.
 
     The convolution always runs in its weight's dtype, also inside a bf16 autocast region:
-    a depthwise (``groups == channels``) 3D convolution has no fast bf16 CUDA kernel, and
-    autocasting it made the paper-scale stage-1 step 3.1x slower than fp32 on an H200
-    (``ctrg bench autocast``). It holds 27 weights per channel, so fp32 costs nothing.
+    a depthwise (``groups == channels``) 3D convolution has no fast bf16 CUDA kernel. On an
+    H200 (torch 2.11, cuDNN) its bf16 weight gradient took 98% of the GPU time of a
+    paper-scale stage-1 step, which was then 3.9x slower than in fp32; with the convolution
+    in fp32 the bf16 step is 1.8x faster than fp32 (``ctrg bench autocast``, 2026-12-04).
     """
 
     conv_in_weight_dtype: bool = True  # False: let autocast pick (the slow bf16 path)
