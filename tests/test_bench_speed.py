@@ -231,7 +231,22 @@ def test_autocast_bench_times_three_settings(tmp_path: Path, capsys) -> None:
     assert [row["amp"] for row in rows] == ["off", "bf16", "bf16"]
     assert "profile" not in rows[0] and all("convolution" in row["profile"] for row in rows[1:])
     printed = capsys.readouterr().out
-    assert "| fp32 | " in printed and "| 1.00x | 1.00x |" in printed
+    fp32_line = next(line for line in printed.splitlines() if line.startswith("| fp32 |"))
+    assert "| 1.00x |" in fp32_line
     from ctrg.models.vision import PositionGenerator
 
     assert PositionGenerator.conv_in_weight_dtype  # the switch is restored
+
+
+def test_autocast_table_ratios_and_a_zero_cpu_peak() -> None:
+    from ctrg.bench.autocast import table
+
+    rows = [
+        {"setting": "fp32", "step_s": 0.2, "volumes_per_s": 5.0, "peak_mb": 0.0},
+        {"setting": "bf16", "step_s": 0.1, "volumes_per_s": 10.0, "peak_mb": 3.0},
+    ]
+    lines = table(rows).splitlines()
+    assert lines[2] == "| fp32 | 0.2000 s | 5.00 | 0 MB | 1.00x | n/a |"
+    assert lines[3] == "| bf16 | 0.1000 s | 10.00 | 3 MB | 0.50x | n/a |"
+    rows[0]["peak_mb"] = 6.0
+    assert table(rows).splitlines()[3].endswith("| 0.50x | 0.50x |")
