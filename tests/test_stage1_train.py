@@ -137,3 +137,37 @@ def test_stale_text_cache_is_refused(data, tmp_path):
     )
     with pytest.raises(ValueError, match="rerun ctrg encode-texts"):
         stage1.main(argv)
+
+
+def test_float16_volumes_through_the_loader_train_the_same_weights(data, tmp_path, monkeypatch):
+    """Without augmentation stage 1 loads volumes as stored (float16); weights are unchanged."""
+    from ctrg.data.dataset import VolumeTextDataset
+
+    root, paths = data
+    payload = tiny_config(max_steps=3, eval_every=3)
+    payload["stage1"]["data"] = {"augment": False}
+    config = write_config(tmp_path, payload)
+    loaded: list[torch.dtype] = []
+
+    class Recording(VolumeTextDataset):
+        def __getitem__(self, i):  # type: ignore[no-untyped-def]
+            item = super().__getitem__(i)
+            loaded.append(item["volume"].dtype)
+            return item
+
+    monkeypatch.setattr(stage1, "VolumeTextDataset", Recording)
+    assert stage1.main(stage1_argv(paths, config, tmp_path / "stored", "never")) == 0
+    assert torch.float16 in loaded  # the training split went through as stored
+
+    class Widening(Recording):
+        def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            super().__init__(*args, **{**kwargs, "stored_dtype": False})
+
+    loaded.clear()
+    monkeypatch.setattr(stage1, "VolumeTextDataset", Widening)
+    assert stage1.main(stage1_argv(paths, config, tmp_path / "float32", "never")) == 0
+    assert set(loaded) == {torch.float32}
+    stored = torch.load(tmp_path / "stored" / "model.pt", weights_only=True)["model"]
+    widened = torch.load(tmp_path / "float32" / "model.pt", weights_only=True)["model"]
+    assert stored.keys() == widened.keys()
+    assert all(torch.equal(stored[k], widened[k]) for k in stored)

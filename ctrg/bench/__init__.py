@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "stage1-retrieval": "held-out retrieval of a trained stage-1 model against a permutation null",
     "speed": "training / extraction / inference throughput and peak memory",
     "autocast": "the stage-1 step in fp32 vs bf16 autocast (PEG convolutions in fp32 or not)",
+    "loader": "stage-1 data loader: volumes/s from disk to device, float32 vs stored float16",
     "quality": "the ablation and baseline quality table on the phantom benchmark",
     "baseline": "predictions of the method-free baselines (most frequent report, NN retrieval)",
     "finding-head": "the frozen finding head against ground truth, and reports against it",

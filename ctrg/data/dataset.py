@@ -69,8 +69,12 @@ class VolumeTextDataset(Dataset):
         max_cases: keep at most this many cases (first in manifest order), None = all.
         expected_shape: (D, H, W); cases whose file is missing, unreadable or of another
             shape are logged and left out (only the .npy header is read).
+        stored_dtype: without augmentation, give ``volume`` in the file's dtype (float16 as
+            ingested) instead of float32: half the bytes through loader workers, pinning
+            and the host-to-device copy; ``ctrg.train.loop_config.move_to_device`` widens it
+            to float32 on the device (exactly: float16 -> float32 is lossless).
 
-    Items are dicts: ``volume`` (1, D, H, W) float32, ``text_features`` (S, H),
+    Items are dicts: ``volume`` (1, D, H, W) float32 (or stored), ``text_features`` (S, H),
     ``report_features`` (H,) (zeros when the cache has none), ``index``, ``case_id`` and,
     after :meth:`set_labels`, ``labels`` (L,) float in {0, 1, NaN}.
     """
@@ -84,6 +88,7 @@ class VolumeTextDataset(Dataset):
         seed: int = 0,
         max_cases: int | None = None,
         expected_shape: tuple[int, int, int] | None = None,
+        stored_dtype: bool = False,
     ) -> None:
         frame = read_volume_manifest(manifest, split)
         index = cache.index
@@ -103,6 +108,7 @@ class VolumeTextDataset(Dataset):
             frame = frame[[self._readable(frame, i, expected_shape) for i in range(len(frame))]]
             frame = frame.reset_index(drop=True)
         self.frame, self.cache, self.augment, self.seed = frame, cache, augment, seed
+        self.stored_dtype = stored_dtype and augment is None
         self.rows = [index[c] for c in frame["case_id"]]
         self.epoch = 0
         self.labels: torch.Tensor | None = None  # (N, L) in {0, 1, NaN}, see set_labels
@@ -159,12 +165,13 @@ class VolumeTextDataset(Dataset):
         value = self.frame.at[i, "structure_path"]
         return value if isinstance(value, str) else None
 
-    def load_volume(self, i: int) -> np.ndarray:
-        """Case i's volume as float32 (D, H, W)."""
+    def load_volume(self, i: int, stored: bool = False) -> np.ndarray:
+        """Case i's volume (D, H, W) as float32, or in the file's float dtype (``stored``)."""
         array = np.load(self.frame.at[i, "path"], mmap_mode="r")
         if array.ndim != 3:
             raise ValueError(f"{self.frame.at[i, 'path']}: expected (D, H, W), got {array.shape}")
-        return np.asarray(array, dtype=np.float32)
+        keep = stored and array.dtype in (np.float16, np.float32)
+        return np.array(array) if keep else np.asarray(array, dtype=np.float32)
 
     def _augment(self, volume: np.ndarray, i: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch, i])
@@ -179,7 +186,7 @@ class VolumeTextDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any] | None:
         case_id = self.frame.at[i, "case_id"]
         try:
-            volume = self.load_volume(i)
+            volume = self.load_volume(i, self.stored_dtype)
         except (OSError, ValueError) as error:
             log.error(
                 "case %s: cannot read volume %s (%s): skipped",

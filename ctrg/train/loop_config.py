@@ -44,9 +44,14 @@ class LoopConfig:
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move tensors inside dicts/lists/tuples to ``device``."""
+    """Move tensors inside dicts/lists/tuples to ``device``; float16 ones arrive as float32.
+
+    float16 in a batch is storage (volumes as ingested, ``VolumeTextDataset(stored_dtype=
+    True)``): it crosses to the device at half the bytes and is widened there, exactly.
+    """
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
+        moved = batch.to(device, non_blocking=True)
+        return moved.float() if moved.dtype == torch.float16 else moved
     if isinstance(batch, dict):
         return {k: move_to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, list | tuple):

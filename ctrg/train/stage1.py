@@ -186,8 +186,9 @@ def _datasets(
     data, shape = section["data"], tuple(section["model"]["volume_shape"])
     augment = Augment() if data["augment"] else None
     train = VolumeTextDataset(
-        args.volumes, cache, data["train_split"], augment, seed, expected_shape=shape
-    )
+        args.volumes, cache, data["train_split"], augment, seed, expected_shape=shape,
+        stored_dtype=True,
+    )  # fmt: skip
     valid = VolumeTextDataset(
         args.volumes,
         cache,
