@@ -17,7 +17,6 @@ bf16 setting. Numbers are printed and written, never asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -83,14 +82,11 @@ def main(argv: list[str]) -> int:
     if args.steps < 1 or args.profile < 0:
         parser.error("--steps must be >= 1 and --profile >= 0")
     setup_logging(args.log_level)
-    resolved = load_config_files(args.configfile)
-    setup = Setup(
-        **{stage: resolved[stage] for stage in ("stage1", "stage2", "features", "generate")},
+    setup = Setup.from_sections(
+        load_config_files(args.configfile),
+        select_device(args.device),
+        batch_size=args.batch_size,
         repeats=1,
-        device=select_device(args.device),
-        batch_size=args.batch_size or resolved["stage1"]["loop"]["batch_size"],
-        visual_dim=resolved["stage1"]["model"]["query_dim"],
-        top_k=resolved["features"]["top_k"],
         train_steps=args.steps,
     )
     rows = measure(setup, args.profile)
@@ -101,5 +97,5 @@ def main(argv: list[str]) -> int:
     text = table(rows)
     print(text, end="")
     out = {"machine": machine_info(setup.device), "configfile": args.configfile, "rows": rows}
-    atomic_write_json(args.out_json, json.loads(json.dumps(out, default=str)))
+    atomic_write_json(args.out_json, out)
     return 0

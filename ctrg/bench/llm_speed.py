@@ -96,23 +96,18 @@ def build_decoder(
     return LLMReportDecoder(cfg, language_model, prefix, suffix).to(device)
 
 
-def bench_llm(
-    shape: str,
-    section: dict[str, Any],
-    setup: Any,
-    batch_size: int,
-    steps: int,
-) -> dict[str, Any]:
+def bench_llm(shape: str, setup: Any, batch_size: int) -> dict[str, Any]:
     """Training step, peak memory and worst-case decode of the LLM decoder.
 
     Args:
         shape: a key of ``LLAMA_SHAPES``.
-        section: the resolved ``stage2`` section (``llm``, ``optim``, ``max_report_tokens``).
-        setup: ``ctrg.bench.speed.Setup`` (device, visual_dim, top_k, repeats).
+        setup: ``ctrg.bench.speed.Setup``: its ``stage2`` section (``llm``, ``optim``,
+            ``max_report_tokens``), device, visual_dim, top_k, repeats (decodes) and
+            train_steps (timed training steps, median).
         batch_size: reports per training step.
-        steps: timed training steps (median).
     """
     torch.manual_seed(0)
+    section = setup.stage2
     device, amp = setup.device, section["optim"]["amp"]
     vocab, length = LLAMA_SHAPES[shape]["vocab_size"], section["max_report_tokens"]
     visual = _visual_tokens(batch_size, 10, setup.top_k, setup.visual_dim, device)
@@ -133,11 +128,11 @@ def bench_llm(
         trainable = [p for p in decoder.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=section["optim"]["lr"])
         step()  # warm-up: optimizer state exists from here on
-    step_s = median_seconds(step, steps, device)
-    decode_s, tokens = _decode_seconds(decoder, setup, section)
+    step_s = median_seconds(step, setup.train_steps, device)
+    decode_s, tokens = _decode_seconds(decoder, setup)
     decoder.lm.merge_adapter()  # LoRA folded into the frozen weights: plain LLaMA per token
     try:
-        merged_s, _ = _decode_seconds(decoder, setup, section)
+        merged_s, _ = _decode_seconds(decoder, setup)
     finally:
         decoder.lm.unmerge_adapter()
     return {
@@ -159,10 +154,9 @@ def bench_llm(
     }
 
 
-def _decode_seconds(
-    decoder: LLMReportDecoder, setup: Any, section: dict[str, Any]
-) -> tuple[float, int]:
+def _decode_seconds(decoder: LLMReportDecoder, setup: Any) -> tuple[float, int]:
     """Median seconds to decode one report of ``NEW_TOKENS`` greedy tokens (EOS banned)."""
+    section = setup.stage2
     visual = _visual_tokens(1, 10, setup.top_k, setup.visual_dim, setup.device)
     cap = min(NEW_TOKENS, section["max_report_tokens"] - 1)
     full = GenerationConfig(strategy="greedy", num_beams=1, min_length=cap, max_length=cap)

@@ -80,6 +80,22 @@ class Setup:
     train_steps: int = 5  # timed training steps of stage 1, stage 2 and the LLM (median)
     amp_baseline: bool = False  # also time stage 1 and 2 without autocast (same process)
 
+    @classmethod
+    def from_sections(
+        cls, sections: dict[str, dict[str, Any]], device: torch.device, **options: Any
+    ) -> Setup:
+        """From the resolved ``CONFIG_STAGES`` sections; ``batch_size`` None = stage 1's."""
+        stage1 = sections["stage1"]
+        batch_size = options.pop("batch_size", None) or stage1["loop"]["batch_size"]
+        return cls(
+            **{stage: sections[stage] for stage in CONFIG_STAGES},
+            device=device,
+            batch_size=batch_size,
+            visual_dim=stage1["model"]["query_dim"],
+            top_k=sections["features"]["top_k"],
+            **options,
+        )
+
 
 def _build_stage1(section: dict[str, Any], device: torch.device) -> Any:
     """The stage-1 model of ``section`` on ``device``, its negative queue filled (random)."""
@@ -263,11 +279,7 @@ def run_sections(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
         "stage2": lambda: bench_stage2(setup),
         "inference": lambda: bench_inference(setup),
         "llm": lambda: bench_llm(
-            args.llm,
-            setup.stage2,
-            setup,
-            args.llm_batch_size or setup.stage2["batch_size"],
-            setup.train_steps,
+            args.llm, setup, args.llm_batch_size or setup.stage2["batch_size"]
         ),
         "preprocess": lambda: preprocess.speed_row(
             tuple(args.preprocess_size), args.preprocess_target, args.repeats
@@ -276,7 +288,7 @@ def run_sections(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
     }
     results: dict[str, Any] = {}
     for name, measure in measures.items():
-        if name in args.skip or (name == "llm" and args.llm == "none"):
+        if name in args.skip:
             results[name] = {"skipped": True}
             continue
         started = time.perf_counter()
@@ -345,6 +357,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.llm == "none" and "llm" not in args.skip:
+        args.skip.append("llm")
     staged = [stage for stage in CONFIG_STAGES if getattr(args, f"{stage}_config")]
     if args.configfile and staged:
         parser.error(f"--configfile replaces --{staged[0]}-config: give one or the other")
@@ -369,13 +383,11 @@ def main(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     sections = stage_sections(args)
-    setup = Setup(
-        **sections,
+    setup = Setup.from_sections(
+        sections,
+        select_device(args.device),
+        batch_size=args.batch_size,
         repeats=args.repeats,
-        device=select_device(args.device),
-        batch_size=args.batch_size or sections["stage1"]["loop"]["batch_size"],
-        visual_dim=sections["stage1"]["model"]["query_dim"],
-        top_k=sections["features"]["top_k"],
         train_steps=args.train_steps or args.repeats,
         amp_baseline=args.amp_baseline,
     )
