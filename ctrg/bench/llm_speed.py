@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.bench.timing import MB, amp_enabled, autocast, median_seconds, peak_memory
 from ctrg.features.select import VisualTokens, assemble_visual_tokens
 from ctrg.models.decoder import teacher_forced_loss
@@ -110,7 +111,9 @@ def bench_llm(shape: str, setup: Any, batch_size: int) -> dict[str, Any]:
     section = setup.stage2
     device, amp = setup.device, section["optim"]["amp"]
     vocab, length = LLAMA_SHAPES[shape]["vocab_size"], section["max_report_tokens"]
-    visual = _visual_tokens(batch_size, 10, setup.top_k, setup.visual_dim, device)
+    visual = _visual_tokens(
+        batch_size, len(CHEST_STRUCTURES), setup.top_k, setup.visual_dim, device
+    )
     ids = torch.randint(3, vocab, (batch_size, length), device=device)  # (B, L)
     ids[:, 0] = BOS_ID
 
@@ -157,7 +160,7 @@ def bench_llm(shape: str, setup: Any, batch_size: int) -> dict[str, Any]:
 def _decode_seconds(decoder: LLMReportDecoder, setup: Any) -> tuple[float, int]:
     """Median seconds to decode one report of ``NEW_TOKENS`` greedy tokens (EOS banned)."""
     section = setup.stage2
-    visual = _visual_tokens(1, 10, setup.top_k, setup.visual_dim, setup.device)
+    visual = _visual_tokens(1, len(CHEST_STRUCTURES), setup.top_k, setup.visual_dim, setup.device)
     cap = min(NEW_TOKENS, section["max_report_tokens"] - 1)
     full = GenerationConfig(strategy="greedy", num_beams=1, min_length=cap, max_length=cap)
     warm = GenerationConfig(strategy="greedy", num_beams=1, min_length=0, max_length=2)

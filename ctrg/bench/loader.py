@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.bench.timing import machine_info
 from ctrg.config import load_config_files
 from ctrg.data.dataset import VolumeTextDataset, collate_cases
@@ -40,7 +41,7 @@ from ctrg.train.loop_config import move_to_device
 
 log = logging.getLogger(__name__)
 
-NUM_STRUCTURES, TEXT_DIM = 10, 384
+NUM_STRUCTURES, TEXT_DIM = len(CHEST_STRUCTURES), 384
 
 
 def write_volumes(folder: Path, cases: int, shape: tuple[int, int, int]) -> Path:

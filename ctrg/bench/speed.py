@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.bench import preprocess, stage2_memory
 from ctrg.bench.llm_speed import LLM_CHOICES, bench_llm
 from ctrg.bench.snakemake_times import read_pipeline_benchmarks
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_STAGES: tuple[str, ...] = ("stage1", "stage2", "features", "generate")
 TEXT_DIM = 384  # frozen text encoder width (MiniLM)
-NUM_STRUCTURES = 10  # S, as in ctrg.anatomy
+NUM_STRUCTURES = len(CHEST_STRUCTURES)  # S
 PAD_ID, BOS_ID, EOS_ID = 0, 2, 3  # ctrg.models.tokenizer: SPECIAL_TOKENS take ids 0-3
 
 
