@@ -20,6 +20,22 @@ from safetensors.torch import save_file
 from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.models.text_cache import texts_sha256
 
+# A StructureObserver on 16^3 volumes (8 patches), for the feature-extraction tests.
+TINY_OBSERVER = dict(
+    volume_shape=(16, 16, 16),
+    patch_shape=(8, 8, 8),
+    vision_dim=16,
+    vision_heads=2,
+    vision_dim_head=8,
+    spatial_depth=1,
+    temporal_depth=1,
+    query_dim=16,
+    query_heads=2,
+    coattention_layers=1,
+    embed_dim=8,
+    text_dim=8,
+)
+
 QUADRANTS = ["upper left", "upper right", "lower left", "lower right"]
 
 

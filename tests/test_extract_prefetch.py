@@ -14,24 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from stage1_helpers import TINY_OBSERVER
 
 from ctrg.features.extract import extract_batch, load_part, prefetch
 from ctrg.models.observer import ObserverConfig, StructureObserver
-
-TINY = dict(
-    volume_shape=(16, 16, 16),
-    patch_shape=(8, 8, 8),
-    vision_dim=16,
-    vision_heads=2,
-    vision_dim_head=8,
-    spatial_depth=1,
-    temporal_depth=1,
-    query_dim=16,
-    query_heads=2,
-    coattention_layers=1,
-    embed_dim=8,
-    text_dim=8,
-)
 
 
 def test_prefetch_keeps_order_and_loads_one_ahead() -> None:
@@ -93,7 +79,7 @@ def test_load_part_keeps_float_dtypes_and_reports_bad_files(parts: pd.DataFrame)
 
 def test_float16_volumes_give_the_float32_features(parts: pd.DataFrame) -> None:
     torch.manual_seed(0)
-    observer = StructureObserver(ObserverConfig(**TINY)).eval()
+    observer = StructureObserver(ObserverConfig(**TINY_OBSERVER)).eval()
     volumes, _, _ = load_part(parts.iloc[[0]], (16, 16, 16))
     stored = np.stack(volumes)
     assert stored.dtype == np.float16

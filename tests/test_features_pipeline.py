@@ -10,30 +10,16 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from stage1_helpers import TINY_OBSERVER
 
 from ctrg.features import extract, freeze, gather
 from ctrg.features.cache import load_case_features, load_frozen, read_index
 from ctrg.models.observer import ObserverConfig, StructureObserver, observer_config_dict
 
-TINY = dict(
-    volume_shape=(16, 16, 16),
-    patch_shape=(8, 8, 8),
-    vision_dim=16,
-    vision_heads=2,
-    vision_dim_head=8,
-    spatial_depth=1,
-    temporal_depth=1,
-    query_dim=16,
-    query_heads=2,
-    coattention_layers=1,
-    embed_dim=8,
-    text_dim=8,
-)
-
 
 def _checkpoint(path: Path, seed: int) -> Path:
     torch.manual_seed(seed)
-    observer = StructureObserver(ObserverConfig(**TINY))
+    observer = StructureObserver(ObserverConfig(**TINY_OBSERVER))
     torch.save(
         {
             "model": observer.state_dict(),
