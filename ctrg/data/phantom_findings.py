@@ -97,9 +97,8 @@ def _lung_lesions(
     return found
 
 
-def _sample_label(rng: np.random.Generator, label: str) -> list[Finding]:
-    """Attributes of one positive label (one or more Finding records)."""
-    st = LABEL_STRUCTURE[label]
+def _sample_mediastinal(rng: np.random.Generator, label: str, st: str) -> list[Finding] | None:
+    """Medical material, hiatal hernia, lymphadenopathy; None for other labels."""
     if label == "Medical material":
         device = ("port catheter", "pacemaker", "nasogastric tube")[
             int(rng.choice(3, p=[0.45, 0.35, 0.2]))
@@ -109,6 +108,26 @@ def _sample_label(rng: np.random.Generator, label: str) -> list[Finding]:
                 label, st, location=device, side="right" if device == "port catheter" else "left"
             )
         ]
+    if label == "Hiatal hernia":
+        return [Finding(label, st, size_mm=float(np.round(rng.uniform(35, 60))))]
+    if label == "Lymphadenopathy":
+        n = int(rng.integers(1, 3))
+        stations = rng.choice(len(STATIONS), size=n, replace=False)
+        return [
+            Finding(
+                label,
+                st,
+                location=STATIONS[i],
+                size_mm=float(np.round(rng.uniform(13, 24))),
+                extra={"long": float(rng.uniform(1.2, 1.6))},
+            )
+            for i in stations
+        ]
+    return None
+
+
+def _sample_cardiovascular(rng: np.random.Generator, label: str, st: str) -> list[Finding] | None:
+    """Heart and vessel labels; None for other labels."""
     if label == "Arterial wall calcification":
         marked = rng.random() < 0.4
         return [
@@ -140,21 +159,11 @@ def _sample_label(rng: np.random.Generator, label: str) -> list[Finding]:
                 count=len(chosen) * int(rng.integers(1, 3)),
             )
         ]
-    if label == "Hiatal hernia":
-        return [Finding(label, st, size_mm=float(np.round(rng.uniform(35, 60))))]
-    if label == "Lymphadenopathy":
-        n = int(rng.integers(1, 3))
-        stations = rng.choice(len(STATIONS), size=n, replace=False)
-        return [
-            Finding(
-                label,
-                st,
-                location=STATIONS[i],
-                size_mm=float(np.round(rng.uniform(13, 24))),
-                extra={"long": float(rng.uniform(1.2, 1.6))},
-            )
-            for i in stations
-        ]
+    return None
+
+
+def _sample_pulmonary(rng: np.random.Generator, label: str, st: str) -> list[Finding] | None:
+    """Lung, airway and pleura labels with attributes; None for other labels."""
     if label == "Emphysema":
         kind = "paraseptal" if rng.random() < 0.3 else "centrilobular"
         return [
@@ -196,6 +205,16 @@ def _sample_label(rng: np.random.Generator, label: str) -> list[Finding]:
     if label == "Bronchiectasis":
         kind = "varicose" if rng.random() < 0.25 else "cylindrical"
         return [Finding(label, st, side=_side(rng, 0.5), lobe="lower lobe", location=kind)]
+    return None
+
+
+def _sample_label(rng: np.random.Generator, label: str) -> list[Finding]:
+    """Attributes of one positive label (one or more Finding records)."""
+    st = LABEL_STRUCTURE[label]
+    for sampler in (_sample_mediastinal, _sample_cardiovascular, _sample_pulmonary):
+        found = sampler(rng, label, st)
+        if found is not None:
+            return found
     # Mosaic attenuation pattern, Peribronchial thickening, Interlobular septal thickening
     lobe = "lower lobe" if label == "Interlobular septal thickening" else ""
     return [Finding(label, st, side="bilateral", lobe=lobe)]

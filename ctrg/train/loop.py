@@ -162,6 +162,7 @@ class Trainer:
         self.work = self.out_dir / "work"
         self.log_path = self.out_dir / "train_log.jsonl"
         self._tb = None
+        self._grad_norm = 0.0  # of the last optimizer step (logged)
 
     # ----------------------------------------------------------------- checkpoints
     def _autocast(self):  # type: ignore[no-untyped-def]
@@ -334,6 +335,35 @@ class Trainer:
         self.step += 1
         return grad_norm
 
+    def _log_train(self, window: list[dict[str, float]], samples: int, since: float) -> None:
+        """One "train" record: the window's mean metrics, lr, last grad norm, throughput."""
+        mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+        rate = samples / max(time.perf_counter() - since, 1e-9)
+        lr, norm = self.scheduler.get_last_lr()[0], self._grad_norm
+        self._record("train", {**mean, "lr": lr, "grad_norm": norm, "samples_per_second": rate})
+
+    def _evaluate_and_save(self) -> None:
+        """Validate and checkpoint when the step is due (always at the last step)."""
+        last = self.step == self.config.max_steps
+        if self.step % self.config.eval_every == 0 or last:
+            self._evaluate()
+        if self.step % self.config.checkpoint_every == 0 or last:
+            self.save_checkpoint()
+
+    def _result(self, trained: int, elapsed: float) -> dict[str, Any]:
+        """The dict ``fit`` returns (module doc)."""
+        per_step = self.sampler.global_batch * self.config.grad_accum
+        return {
+            "step": self.step,
+            "history": self.history,
+            "best": self.best,
+            "last_checkpoint": str(self.work / "checkpoint.pt"),
+            "best_checkpoint": str(self.work / "best.pt") if self.best else None,
+            "samples_per_second": trained * per_step / elapsed if trained > 0 else None,
+            "peak_memory_mb": peak_memory_mb(self.device),
+            "elapsed_s": elapsed,
+        }
+
     def fit(self, resume: str | None = "auto", stop_at_step: int | None = None) -> dict[str, Any]:
         """Train to ``config.max_steps`` (see module doc for the returned dict)."""
         path = self._resume_path(resume)
@@ -358,47 +388,16 @@ class Trainer:
                 self.batch_in_epoch += 1
                 if not sync:
                     continue
-                grad_norm = self._optimizer_step()
+                self._grad_norm = self._optimizer_step()
                 if self.step % self.config.log_every == 0 or self.step == self.config.max_steps:
-                    elapsed = time.perf_counter() - window_start
-                    mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-                    self._record(
-                        "train",
-                        {
-                            **mean,
-                            "lr": self.scheduler.get_last_lr()[0],
-                            "grad_norm": grad_norm,
-                            "samples_per_second": samples / max(elapsed, 1e-9),
-                        },
-                    )
+                    self._log_train(window, samples, window_start)
                     window, window_start, samples = [], time.perf_counter(), 0
-                if self.step % self.config.eval_every == 0 or self.step == self.config.max_steps:
-                    self._evaluate()
-                if (
-                    self.step % self.config.checkpoint_every == 0
-                    or self.step == self.config.max_steps
-                ):
-                    self.save_checkpoint()
+                self._evaluate_and_save()
                 if self.step >= self.config.max_steps or self.step == stop_at_step:
                     done = True
                     break
             else:
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-        elapsed = time.perf_counter() - started
-        trained = self.step - start_step
         if self._tb is not None:
             self._tb.close()
-        return {
-            "step": self.step,
-            "history": self.history,
-            "best": self.best,
-            "last_checkpoint": str(self.work / "checkpoint.pt"),
-            "best_checkpoint": str(self.work / "best.pt") if self.best else None,
-            "samples_per_second": (
-                trained * self.sampler.global_batch * self.config.grad_accum / elapsed
-                if trained > 0
-                else None
-            ),
-            "peak_memory_mb": peak_memory_mb(self.device),
-            "elapsed_s": elapsed,
-        }
+        return self._result(self.step - start_step, time.perf_counter() - started)

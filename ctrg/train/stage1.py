@@ -231,6 +231,74 @@ def export(out: Path, model: Stage1Model, section: dict, result: dict, device: t
     return int(state["step"])
 
 
+def _prepare(
+    args: argparse.Namespace, section: dict[str, Any], seed: int
+) -> tuple[nn.Module, Any, Any, list[str]]:
+    """The stage-1 model (text centre set from the training texts) and its datasets.
+
+    Returns:
+        (model, train, valid or None, query names).
+    """
+    cache = load_text_cache(args.text_cache)
+    check_cache(args.texts, args.text_cache, cache)
+    global_query = section["model"]["queries"] == "global"
+    if global_query and cache.report_embeddings is None:
+        raise ValueError(
+            f"{args.text_cache}: no report_embeddings (queries=global needs "
+            "text_encoder.encode_reports: true)"
+        )
+    train, valid = _datasets(args, section, cache, seed)
+    names = ["report"] if global_query else list(CHEST_STRUCTURES)
+    model = build_model(section, cache.embeddings.shape[-1], cache.embeddings.shape[1])
+    if section["findings"]["weight"] > 0:
+        attach_finding_labels(model, args.labels, train, valid, section["findings"])
+    rows = torch.as_tensor(train.rows)
+    if global_query:
+        model.observer.set_text_center(cache.report_embeddings[rows][:, None, :])
+    else:
+        model.observer.set_text_center(cache.embeddings[rows])
+    return model, train, valid, names
+
+
+def _loop_config(section: dict[str, Any], has_valid: bool) -> LoopConfig:
+    """The training loop's config; without validation cases model.pt is the last step."""
+    loop = LoopConfig.from_dict({**section["optim"], **section["loop"]})
+    if not has_valid:
+        log.warning("fewer than 2 validation cases: no retrieval validation, model.pt = last")
+        loop.best_metric, section["loop"]["export"] = None, "last"
+    elif loop.best_metric == "valid_loss":
+        loop.best_mode = "min"
+    return loop
+
+
+def _summary(
+    model: nn.Module, section: dict[str, Any], result: dict[str, Any], step: int, **data: Any
+) -> dict[str, Any]:
+    """summary.json of stage 1: the exported step, the curve, speed and attention."""
+    train, valid, device = data["train"], data["valid"], data["device"]
+    attention = None
+    if valid is not None and section["model"]["queries"] == "structure":
+        model.eval()
+        with torch.no_grad():
+            batch, top_k = section["loop"]["batch_size"], section["data"]["attention_top_k"]
+            attention = attention_concentration(model, valid, device, batch, data["names"], top_k)
+    return {
+        "exported_step": step,
+        "steps": result["step"],
+        "best": result["best"],
+        "final": result["history"][-1] if result["history"] else {},
+        "curve": result["history"],
+        "train_cases": len(train),
+        "valid_cases": len(valid) if valid is not None else 0,
+        "volumes_per_second": result["samples_per_second"],
+        "peak_memory_mb": result["peak_memory_mb"],
+        "elapsed_s": result["elapsed_s"],
+        "device": str(device),
+        "parameters": sum(p.numel() for p in model.observer.parameters()),
+        "attention_concentration": attention,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Train and export (see module doc)."""
     payload = load_stage_config(args.config, "stage1")
@@ -239,29 +307,8 @@ def run(args: argparse.Namespace) -> int:
         section["loop"]["max_steps"] = args.max_steps
     seed_everything(seed)
     device = select_device(payload.get("device", "auto"))
-    cache = load_text_cache(args.text_cache)
-    check_cache(args.texts, args.text_cache, cache)
-    if section["model"]["queries"] == "global" and cache.report_embeddings is None:
-        raise ValueError(
-            f"{args.text_cache}: no report_embeddings (queries=global needs "
-            "text_encoder.encode_reports: true)"
-        )
-    train, valid = _datasets(args, section, cache, seed)
-    names = list(CHEST_STRUCTURES) if section["model"]["queries"] == "structure" else ["report"]
-    model = build_model(section, cache.embeddings.shape[-1], cache.embeddings.shape[1])
-    if section["findings"]["weight"] > 0:
-        attach_finding_labels(model, args.labels, train, valid, section["findings"])
-    rows = torch.as_tensor(train.rows)
-    if section["model"]["queries"] == "global":
-        model.observer.set_text_center(cache.report_embeddings[rows][:, None, :])
-    else:
-        model.observer.set_text_center(cache.embeddings[rows])
-    loop = LoopConfig.from_dict({**section["optim"], **section["loop"]})
-    if valid is None:
-        log.warning("fewer than 2 validation cases: no retrieval validation, model.pt = last")
-        loop.best_metric, section["loop"]["export"] = None, "last"
-    elif loop.best_metric == "valid_loss":
-        loop.best_mode = "min"
+    model, train, valid, names = _prepare(args, section, seed)
+    loop = _loop_config(section, valid is not None)
     batch = section["loop"]["batch_size"]
     evaluate = make_evaluate(valid, device, batch, names) if valid is not None else None
     trainer = Trainer(
@@ -283,36 +330,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     model = unwrap(trainer.model)
     step = export(Path(args.out), model, section, result, device)
-    attention = None
-    if valid is not None and section["model"]["queries"] == "structure":
-        model.eval()
-        with torch.no_grad():
-            attention = attention_concentration(
-                model, valid, device, batch, names, section["data"]["attention_top_k"]
-            )
-    final = result["history"][-1] if result["history"] else {}
-    summary = {
-        "exported_step": step,
-        "steps": result["step"],
-        "best": result["best"],
-        "final": final,
-        "curve": result["history"],
-        "train_cases": len(train),
-        "valid_cases": len(valid) if valid is not None else 0,
-        "volumes_per_second": result["samples_per_second"],
-        "peak_memory_mb": result["peak_memory_mb"],
-        "elapsed_s": result["elapsed_s"],
-        "device": str(device),
-        "parameters": sum(p.numel() for p in model.observer.parameters()),
-        "attention_concentration": attention,
-    }
+    summary = _summary(
+        model, section, result, step, train=train, valid=valid, device=device, names=names
+    )
     write_stage_summary(args.out, "stage1", payload, summary)
+    speed = summary["volumes_per_second"]
     log.info(
         "stage 1 done: exported step %d, %s volumes/s, peak memory %.0f MB",
         step,
-        "n/a (nothing left to train)"
-        if summary["volumes_per_second"] is None
-        else f"{summary['volumes_per_second']:.2f}",
+        "n/a (nothing left to train)" if speed is None else f"{speed:.2f}",
         summary["peak_memory_mb"],
     )
     return 0

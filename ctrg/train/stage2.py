@@ -272,14 +272,12 @@ def make_trainer(
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train and export (see module doc)."""
-    payload = load_stage_config(args.config, "stage2")
-    section, seed = payload["stage2"], payload["seed"]
-    if args.max_steps:
-        section["loop"]["max_steps"] = args.max_steps
-    seed_everything(seed)
-    device = select_device(payload.get("device", "auto"))
+def _prepare(args: argparse.Namespace, section: dict[str, Any]) -> tuple[Any, ...]:
+    """The decoder, its tokenizer, the training set and the validation rows.
+
+    Returns:
+        (model, tokenizer, fields, train_rows, train_set, valid_rows, content hash).
+    """
     train_rows, content, valid_rows, _ = load_datasets(args, section)
     mode = section["visual_tokens"]
     probe = FeatureReportDataset(train_rows.head(1), content, mode)
@@ -297,6 +295,49 @@ def run(args: argparse.Namespace) -> int:
     )
     if section["finding_tokens"] and section["finding_teacher"]:
         teach_findings(train_set, args.labels)
+    return model, tokenizer, fields, train_rows, train_set, valid_rows, content
+
+
+def _summary(
+    args: argparse.Namespace, model: nn.Module, result: dict[str, Any], **data: Any
+) -> dict[str, Any]:
+    """summary.json of stage 2: inputs, sizes, the exported step, the curve and speed."""
+    train_set, meta, evaluate = data["train_set"], data["meta"], data["evaluate"]
+    return {
+        "frozen_hash": data["content"],
+        "features": str(args.features),
+        "reports": str(args.reports),
+        "decoder_kind": data["fields"]["kind"],
+        "visual_tokens": data["mode"],
+        "visual_tokens_per_case": train_set.num_tokens,
+        "visual_dim": train_set.visual_dim,
+        "parameters_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "vocab_size": data["tokenizer"].vocab_size,
+        "train_cases": len(train_set),
+        "valid_cases": len(evaluate.dataset) if evaluate else 0,
+        "skipped": train_set.skipped,
+        "mean_report_tokens": float(np.mean([len(ids) for ids in train_set.ids])),
+        "steps": result["step"],
+        "exported_step": meta["step"],
+        "exported_from": meta["exported_from"],
+        "best": result["best"],
+        "history": result["history"],
+        "samples_per_second": result["samples_per_second"],
+        "peak_memory_mb": result["peak_memory_mb"],
+        "elapsed_s": result["elapsed_s"],
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and export (see module doc)."""
+    payload = load_stage_config(args.config, "stage2")
+    section, seed = payload["stage2"], payload["seed"]
+    if args.max_steps:
+        section["loop"]["max_steps"] = args.max_steps
+    seed_everything(seed)
+    device = select_device(payload.get("device", "auto"))
+    prepared = _prepare(args, section)
+    model, tokenizer, fields, train_rows, train_set, valid_rows, content = prepared
     args.out.mkdir(parents=True, exist_ok=True)
     if fields["kind"] == "transformer":
         tokenizer.save(args.out / "tokenizer.json")
@@ -314,34 +355,19 @@ def run(args: argparse.Namespace) -> int:
     if not trainer.dist.is_main:
         return 0
     meta = export(args.out, trainer.module, result, fields, section, content)
-    write_stage_summary(
-        args.out,
-        "stage2",
-        payload,
-        {
-            "frozen_hash": content,
-            "features": str(args.features),
-            "reports": str(args.reports),
-            "decoder_kind": fields["kind"],
-            "visual_tokens": mode,
-            "visual_tokens_per_case": train_set.num_tokens,
-            "visual_dim": train_set.visual_dim,
-            "parameters_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "vocab_size": tokenizer.vocab_size,
-            "train_cases": len(train_set),
-            "valid_cases": len(evaluate.dataset) if evaluate else 0,
-            "skipped": train_set.skipped,
-            "mean_report_tokens": float(np.mean([len(ids) for ids in train_set.ids])),
-            "steps": result["step"],
-            "exported_step": meta["step"],
-            "exported_from": meta["exported_from"],
-            "best": result["best"],
-            "history": result["history"],
-            "samples_per_second": result["samples_per_second"],
-            "peak_memory_mb": result["peak_memory_mb"],
-            "elapsed_s": result["elapsed_s"],
-        },
+    summary = _summary(
+        args,
+        model,
+        result,
+        train_set=train_set,
+        meta=meta,
+        evaluate=evaluate,
+        content=content,
+        fields=fields,
+        mode=section["visual_tokens"],
+        tokenizer=tokenizer,
     )
+    write_stage_summary(args.out, "stage2", payload, summary)
     log.info(
         "stage 2 done: step %d exported (%s) to %s",
         meta["step"],
