@@ -23,16 +23,25 @@ import argparse
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ctrg.anatomy import CHEST_STRUCTURES
 from ctrg.bench import preprocess, stage2_memory
 from ctrg.bench.llm_speed import LLM_CHOICES, bench_llm
+from ctrg.bench.setup import (  # Setup and the constants: re-exported
+    BOS_ID,
+    CONFIG_STAGES,
+    EOS_ID,
+    NUM_STRUCTURES,
+    PAD_ID,
+    TEXT_DIM,
+    Setup,
+    build_stage1,
+    prime_torch,
+)
 from ctrg.bench.snakemake_times import read_pipeline_benchmarks
 from ctrg.bench.speed_table import SECTIONS, markdown_table, table_rows
 from ctrg.bench.timing import (
@@ -55,73 +64,8 @@ from ctrg.runtime import (
     select_device,
     setup_logging,
 )
-from ctrg.train.stage1 import build_model
 
 log = logging.getLogger(__name__)
-
-CONFIG_STAGES: tuple[str, ...] = ("stage1", "stage2", "features", "generate")
-TEXT_DIM = 384  # frozen text encoder width (MiniLM)
-NUM_STRUCTURES = len(CHEST_STRUCTURES)  # S
-PAD_ID, BOS_ID, EOS_ID = 0, 2, 3  # ctrg.models.tokenizer: SPECIAL_TOKENS take ids 0-3
-
-
-@dataclass
-class Setup:
-    """What the model measurements share: the resolved stage sections, repeats and device."""
-
-    stage1: dict[str, Any]
-    stage2: dict[str, Any]
-    features: dict[str, Any]
-    generate: dict[str, Any]
-    repeats: int
-    device: torch.device
-    batch_size: int  # stage-1 volumes per step
-    visual_dim: int  # C of the tokens handed to stage 2 (stage1.model.query_dim)
-    top_k: int  # patches kept per structure (features.top_k)
-    train_steps: int = 5  # timed training steps of stage 1, stage 2 and the LLM (median)
-    amp_baseline: bool = False  # also time stage 1 and 2 without autocast (same process)
-
-    @classmethod
-    def from_sections(
-        cls, sections: dict[str, dict[str, Any]], device: torch.device, **options: Any
-    ) -> Setup:
-        """From the resolved ``CONFIG_STAGES`` sections; ``batch_size`` None = stage 1's."""
-        stage1 = sections["stage1"]
-        batch_size = options.pop("batch_size", None) or stage1["loop"]["batch_size"]
-        return cls(
-            **{stage: sections[stage] for stage in CONFIG_STAGES},
-            device=device,
-            batch_size=batch_size,
-            visual_dim=stage1["model"]["query_dim"],
-            top_k=sections["features"]["top_k"],
-            **options,
-        )
-
-
-def _build_stage1(section: dict[str, Any], device: torch.device) -> Any:
-    """The stage-1 model of ``section`` on ``device``, its negative queue filled (random)."""
-    model = build_model(section, text_dim=TEXT_DIM, num_structures=NUM_STRUCTURES).to(device)
-    if model.queue is not None:  # steady state: every step sees the full queue
-        queries, size = model.observer.config.num_queries, model.queue.size
-        ids = torch.arange(queries, device=device).repeat_interleave(size)
-        model.queue.update(torch.randn(len(ids), TEXT_DIM, device=device), ids, gather=False)
-    return model
-
-
-def _prime_torch(section: dict[str, Any], device: torch.device) -> None:
-    """A batch-1 forward/backward of a throwaway model and an AdamW step on a scalar.
-
-    Torch's lazy imports and one-time buffers (about 100 MB of RSS on CPU) then fall before
-    the memory window, while the model's own weights and optimizer state stay inside it.
-    """
-    model = _build_stage1(section, device).train()
-    shape = section["model"]["volume_shape"]
-    inputs = (torch.randn(1, 1, *shape), torch.randn(1, NUM_STRUCTURES, TEXT_DIM))
-    loss, _ = model(*(x.to(device) for x in inputs), torch.randn(1, TEXT_DIM, device=device))
-    loss.backward()
-    scalar = torch.nn.Parameter(torch.zeros(1, device=device))
-    scalar.grad = torch.ones_like(scalar)
-    torch.optim.AdamW([scalar]).step()
 
 
 def bench_stage1(setup: Setup, amp: str | None = None, profile: int = 0) -> dict[str, Any]:
@@ -149,9 +93,9 @@ def bench_stage1(setup: Setup, amp: str | None = None, profile: int = 0) -> dict
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    _prime_torch(section, device)
+    prime_torch(section, device)
     with peak_memory(device) as memory:
-        model = _build_stage1(section, device).train()
+        model = build_stage1(section, device).train()
         hyper = {key: optim[key] for key in ("lr", "eps", "weight_decay")}
         optimizer = torch.optim.AdamW(model.parameters(), betas=tuple(optim["betas"]), **hyper)
         step()  # warm-up: optimizer state exists from here on
@@ -218,7 +162,7 @@ def bench_stage2(setup: Setup, amp: str | None = None) -> dict[str, Any]:
 def bench_extract(setup: Setup) -> dict[str, Any]:
     """Frozen ``encode_volume`` + top-k selection of a batch of random volumes."""
     torch.manual_seed(0)
-    observer = _build_stage1(setup.stage1, setup.device).observer.eval().requires_grad_(False)
+    observer = build_stage1(setup.stage1, setup.device).observer.eval().requires_grad_(False)
     batch, shape = setup.features["batch_size"], setup.stage1["model"]["volume_shape"]
     rng = np.random.default_rng(0)
     volumes = rng.uniform(-1, 1, (batch, *shape)).astype(np.float32)  # (B, D, H, W)
