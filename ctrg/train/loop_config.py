@@ -1,14 +1,19 @@
 """Settings and small helpers of the shared training loop (``ctrg.train.loop``): the
-``LoopConfig`` dataclass, the warm-up/decay learning-rate factor and batch device moves."""
+``LoopConfig`` dataclass, the warm-up/decay learning-rate factor, batch device moves and
+the start every training stage shares (``begin_stage``)."""
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
+
+from ctrg.config import load_stage_config
+from ctrg.runtime import seed_everything, select_device
 
 
 @dataclass
@@ -69,3 +74,20 @@ def lr_lambda(max_steps: int, warmup_fraction: float) -> Callable[[int], float]:
         return max(0.0, (max_steps - step) / max(1, max_steps - warmup))
 
     return factor
+
+
+def begin_stage(
+    args: argparse.Namespace, stage: str
+) -> tuple[dict[str, Any], dict[str, Any], int, torch.device]:
+    """Start of a training stage: its resolved config file (``args.config``) with
+    ``args.max_steps`` applied, every RNG seeded, the device chosen.
+
+    Returns:
+        (payload, its ``stage`` section, seed, device).
+    """
+    payload = load_stage_config(args.config, stage)
+    section, seed = payload[stage], payload["seed"]
+    if args.max_steps:
+        section["loop"]["max_steps"] = args.max_steps
+    seed_everything(seed)
+    return payload, section, seed, select_device(payload.get("device", "auto"))

@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctrg.anatomy import CHEST_STRUCTURES, CTRATE_LABELS
-from ctrg.config import load_stage_config
 from ctrg.data.dataset import Augment, VolumeTextDataset, collate_cases
 from ctrg.losses import LossConfig, structure_contrastive_loss
 from ctrg.models.finding_head import FindingLoss, label_structures, positive_weights
@@ -30,12 +29,11 @@ from ctrg.queue import StructureQueue, gather_across_ranks
 from ctrg.runtime import (
     atomic_path,
     provenance,
-    seed_everything,
-    select_device,
     setup_logging,
     write_stage_summary,
 )
 from ctrg.train.loop import LoopConfig, Trainer, unwrap
+from ctrg.train.loop_config import begin_stage
 from ctrg.train.retrieval import attention_concentration
 from ctrg.train.stage1_validation import attach_finding_labels, make_evaluate
 
@@ -301,12 +299,7 @@ def _summary(
 
 def run(args: argparse.Namespace) -> int:
     """Train and export (see module doc)."""
-    payload = load_stage_config(args.config, "stage1")
-    section, seed = payload["stage1"], payload["seed"]
-    if args.max_steps:
-        section["loop"]["max_steps"] = args.max_steps
-    seed_everything(seed)
-    device = select_device(payload.get("device", "auto"))
+    payload, section, seed, device = begin_stage(args, "stage1")
     model, train, valid, names = _prepare(args, section, seed)
     loop = _loop_config(section, valid is not None)
     batch = section["loop"]["batch_size"]

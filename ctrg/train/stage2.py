@@ -27,7 +27,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ctrg.anatomy import CTRATE_LABELS
-from ctrg.config import load_stage_config
 from ctrg.features.cache import FrozenHashMismatch, index_hash, read_index
 from ctrg.features.dataset import Collate, FeatureReportDataset, join_reports, read_reports
 from ctrg.features.select import TOKEN_OBSERVATION
@@ -39,12 +38,11 @@ from ctrg.runtime import (
     apply_runtime_arguments,
     atomic_path,
     provenance,
-    seed_everything,
-    select_device,
     sha256_json,
     write_stage_summary,
 )
 from ctrg.train.loop import LoopConfig, Trainer
+from ctrg.train.loop_config import begin_stage
 from ctrg.train.stage2_inputs import add_visual_noise, teach_findings, visual_batch
 
 log = logging.getLogger(__name__)
@@ -330,12 +328,7 @@ def _summary(
 
 def run(args: argparse.Namespace) -> int:
     """Train and export (see module doc)."""
-    payload = load_stage_config(args.config, "stage2")
-    section, seed = payload["stage2"], payload["seed"]
-    if args.max_steps:
-        section["loop"]["max_steps"] = args.max_steps
-    seed_everything(seed)
-    device = select_device(payload.get("device", "auto"))
+    payload, section, seed, device = begin_stage(args, "stage2")
     prepared = _prepare(args, section)
     model, tokenizer, fields, train_rows, train_set, valid_rows, content = prepared
     args.out.mkdir(parents=True, exist_ok=True)
