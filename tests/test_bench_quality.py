@@ -58,6 +58,9 @@ def test_rows_mean_sd_ci_and_stage1_table(tmp_path, capsys):
     assert main([*map(str, paths), "--out-md", str(out_md), "--out-json", str(out_json)]) == 0
     table = out_md.read_text()
     assert "| full | 2 | 0.300 ± 0.141" in table
+    rows_line = next(line for line in table.splitlines() if line.startswith("Rows: "))
+    assert "`full`:" in rows_line and "`baseline_most_frequent`:" in rows_line
+    assert "`no_queue`" not in rows_line  # only the rows of this table are described
     assert (
         "| full | 2 | 0.400 (0.100) | 0.500 (0.500) | 3.0 (5.5) | n/a | n/a | 0.800 (0.300) | n/a |"
         in table

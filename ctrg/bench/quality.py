@@ -85,10 +85,11 @@ def summarise(paths: list[Path]) -> dict[str, Any]:
 def markdown(rows: dict[str, Any]) -> str:
     """The table: one line per row, ``mean ± sd`` (n seeds) and the CI of the first seed."""
     definitions = load_rows()
-    descriptions = {
+    known = {
         **definitions["rows"],
         **{f"baseline_{k}": v for k, v in definitions["baselines"].items()},
     }
+    descriptions = {k: known[k] for k in rows if k in known}  # only the rows in this table
     header = "| row | seeds | " + " | ".join(COLUMNS.values()) + " |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
     for name, row in rows.items():
@@ -254,7 +255,8 @@ def ceiling_markdown(result: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``ctrg bench quality``."""
     parser = argparse.ArgumentParser(prog="ctrg bench quality", description=__doc__)
     parser.add_argument(
         "metrics",
@@ -285,8 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out-md", type=Path, required=True)
     parser.add_argument("--out-json", type=Path, required=True)
-    args = parser.parse_args(argv)
-    setup_logging()
+    return parser.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The Markdown tables and their JSON record from the parsed command line."""
     rows = summarise([p for p in args.metrics if p.parent.name != "stage1"])
     stage1 = summarise_stage1(args.metrics)
     table = markdown(rows)
@@ -304,17 +309,22 @@ def main(argv: list[str] | None = None) -> int:
     times = collect_times(evals, args.benchmarks) if args.benchmarks else {}
     if times:
         table += "\n" + times_markdown(dict(sorted(times.items(), key=lambda i: _row_order(i[0]))))
+    record = {
+        "rows": rows,
+        "stage1": stage1,
+        "paired": {path: result["pooled"] for path, result in paired.items()},
+        "label_ceiling": ceiling["test"] if ceiling else None,
+        "wall_time": times,
+        "provenance": provenance(),
+    }
+    return table, record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging()
+    table, record = build(args)
     atomic_write_text(args.out_md, table)
-    atomic_write_json(
-        args.out_json,
-        {
-            "rows": rows,
-            "stage1": stage1,
-            "paired": {path: result["pooled"] for path, result in paired.items()},
-            "label_ceiling": ceiling["test"] if ceiling else None,
-            "wall_time": times,
-            "provenance": provenance(),
-        },
-    )
+    atomic_write_json(args.out_json, record)
     print(table)
     return 0
