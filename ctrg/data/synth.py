@@ -145,12 +145,24 @@ def generate_dataset(payload: dict[str, Any], out: Path, threads: int) -> dict[s
     return summary
 
 
-def write_tables(records: list[dict[str, Any]], splits: list[str], out: Path) -> dict[str, Any]:
-    """Write manifest, labels, findings, structure sentences and case geometry CSVs.
+FINDING_COLUMNS: tuple[str, ...] = (
+    "case_id",
+    "label",
+    "structure",
+    "side",
+    "lobe",
+    "size_mm",
+    "amount",
+    "location",
+    "count",
+    "n_voxels",
+    "ctrate",
+)
+"""Columns of ``findings.csv``: one row per drawn finding."""
 
-    Returns:
-        label prevalence overall and per split, and the fraction of normal cases.
-    """
+
+def _tables(records: list[dict[str, Any]], splits: list[str]) -> dict[str, pd.DataFrame]:
+    """The five tables of the phantom, by CSV name (``manifest``, ``labels``, ...)."""
     manifest = pd.DataFrame(
         [
             {
@@ -169,21 +181,8 @@ def write_tables(records: list[dict[str, Any]], splits: list[str], out: Path) ->
         [{"case_id": r["case_id"], **r["labels"]} for r in records],
         columns=["case_id", *CTRATE_LABELS],
     )
-    finding_columns = [
-        "case_id",
-        "label",
-        "structure",
-        "side",
-        "lobe",
-        "size_mm",
-        "amount",
-        "location",
-        "count",
-        "n_voxels",
-        "ctrate",
-    ]
     findings = pd.DataFrame(
-        [row for r in records for row in r["findings"]], columns=finding_columns
+        [row for r in records for row in r["findings"]], columns=list(FINDING_COLUMNS)
     )
     sentences = pd.DataFrame(
         [
@@ -194,23 +193,35 @@ def write_tables(records: list[dict[str, Any]], splits: list[str], out: Path) ->
         columns=["case_id", "structure", "sentence"],
     )
     geometry = pd.DataFrame([r["geometry"] for r in records])
-    for name, frame in (
-        ("manifest", manifest),
-        ("labels", labels),
-        ("findings", findings),
-        ("structure_sentences", sentences),
-        ("cases", geometry),
-    ):
+    return {
+        "manifest": manifest,
+        "labels": labels,
+        "findings": findings,
+        "structure_sentences": sentences,
+        "cases": geometry,
+    }
+
+
+def write_tables(records: list[dict[str, Any]], splits: list[str], out: Path) -> dict[str, Any]:
+    """Write manifest, labels, findings, structure sentences and case geometry CSVs.
+
+    Returns:
+        label prevalence overall and per split, and the fraction of normal cases.
+    """
+    tables = _tables(records, splits)
+    for name, frame in tables.items():
         atomic_write_csv(out / f"{name}.csv", frame)
+    manifest, labels = tables["manifest"], tables["labels"]
+    present = labels[list(CTRATE_LABELS)]
     per_split = {
-        split: labels[manifest["split"] == split][list(CTRATE_LABELS)].mean().round(3).to_dict()
+        split: present[manifest["split"] == split].mean().round(3).to_dict()
         for split in ("train", "valid", "test")
     }
     return {
-        "prevalence": labels[list(CTRATE_LABELS)].mean().round(3).to_dict(),
+        "prevalence": present.mean().round(3).to_dict(),
         "prevalence_per_split": per_split,
         "split_counts": manifest["split"].value_counts().to_dict(),
-        "normal_fraction": float((labels[list(CTRATE_LABELS)].sum(axis=1) == 0).mean()),
-        "mean_labels_per_case": float(labels[list(CTRATE_LABELS)].sum(axis=1).mean()),
+        "normal_fraction": float((present.sum(axis=1) == 0).mean()),
+        "mean_labels_per_case": float(present.sum(axis=1).mean()),
         "dropped_invisible_findings": sum(len(r["dropped"]) for r in records),
     }
