@@ -61,8 +61,8 @@ def _fmt(entry: Any) -> str:
     return "n/a" if entry is None else f"{entry:.4f}"
 
 
-def markdown(metrics: dict[str, Any]) -> str:
-    """A Markdown summary: headline table with 95% CIs, protocol, clinical and collapse."""
+def _headline_lines(metrics: dict[str, Any]) -> list[str]:
+    """Title, protocol and the headline table with 95% CIs."""
     proto = metrics["protocol"]
     lines = [
         f"# Evaluation of `{metrics['input']['path']}` ({metrics['n_cases']} cases)",
@@ -77,7 +77,13 @@ def markdown(metrics: dict[str, Any]) -> str:
     per_sample = metrics["nlg"]["per_sample_mean"]
     for key, entry in metrics["headline"].items():
         lines.append(f"| {key} | {_fmt(entry)} | {_fmt(per_sample.get(key))} |")
-    for clin in metrics["clinical"].values():
+    return lines
+
+
+def _clinical_lines(clinical: dict[str, Any]) -> list[str]:
+    """One per-label table per ground truth (or the reason there is none)."""
+    lines: list[str] = []
+    for clin in clinical.values():
         if not isinstance(clin, dict):
             lines += ["", f"Clinical efficacy: {clin}"]
             continue
@@ -93,36 +99,55 @@ def markdown(metrics: dict[str, Any]) -> str:
                 f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | "
                 f"{row['f1']:.3f} | {row['support']} | {row['predicted']} |"
             )
-    col = metrics["collapse"]
-    lines += ["", "## Template collapse", ""]
-    for key in (
-        "share_distinct",
-        "share_most_frequent",
-        "normal_template_bias",
-        "share_predicted_all_normal",
-        "share_true_all_normal",
-        "rare_label_recall_mean",
-    ):
-        if key in col:
-            lines.append(f"- {key}: {_fmt(col[key])}")
+    return lines
+
+
+COLLAPSE_KEYS: tuple[str, ...] = (
+    "share_distinct",
+    "share_most_frequent",
+    "normal_template_bias",
+    "share_predicted_all_normal",
+    "share_true_all_normal",
+    "rare_label_recall_mean",
+)
+"""Template-collapse statistics listed in the Markdown summary, in this order."""
+
+
+def _collapse_lines(col: dict[str, Any]) -> list[str]:
+    """The template-collapse statistics and the most frequent generated report."""
+    lines = ["", "## Template collapse", ""]
+    lines += [f"- {key}: {_fmt(col[key])}" for key in COLLAPSE_KEYS if key in col]
     lines.append(
         f"- most frequent report ({col['most_frequent_count']}x): "
         f'"{col["most_frequent_report"][:200]}"'
     )
+    return lines
+
+
+def _comparison_lines(cmp: dict[str, Any]) -> list[str]:
+    """The paired bootstrap table against another prediction set."""
+    lines = [
+        "",
+        f"## Paired bootstrap: this run minus `{cmp['other']}`",
+        "",
+        "| metric | this | other | delta [95% CI] | p |",
+        "|---|---|---|---|---|",
+    ]
+    for key, row in cmp["metrics"].items():
+        lines.append(
+            f"| {key} | {row['a']:.4f} | {row['b']:.4f} | {row['delta']:+.4f} "
+            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['p_value']:.3f} |"
+        )
+    return lines
+
+
+def markdown(metrics: dict[str, Any]) -> str:
+    """A Markdown summary: headline table with 95% CIs, protocol, clinical and collapse."""
+    lines = _headline_lines(metrics)
+    lines += _clinical_lines(metrics["clinical"])
+    lines += _collapse_lines(metrics["collapse"])
     if "comparison" in metrics:
-        cmp = metrics["comparison"]
-        lines += [
-            "",
-            f"## Paired bootstrap: this run minus `{cmp['other']}`",
-            "",
-            "| metric | this | other | delta [95% CI] | p |",
-            "|---|---|---|---|---|",
-        ]
-        for key, row in cmp["metrics"].items():
-            lines.append(
-                f"| {key} | {row['a']:.4f} | {row['b']:.4f} | {row['delta']:+.4f} "
-                f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['p_value']:.3f} |"
-            )
+        lines += _comparison_lines(metrics["comparison"])
     return "\n".join(lines) + "\n"
 
 
