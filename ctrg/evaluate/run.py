@@ -127,12 +127,20 @@ def compare_runs(
     return {"other": str(other_path), "n_cases": len(common), "metrics": result}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging()
-    payload = load_stage_config(args.config, "evaluate")
-    settings, seed = payload["evaluate"], int(payload["seed"])
-    frame = read_predictions(args.predictions, settings["splits"])
+def score(
+    args: argparse.Namespace, settings: dict[str, Any], seed: int, frame: pd.DataFrame
+) -> tuple[Evaluation, dict[str, Any]]:
+    """Score one prediction set: the metrics document, protocol variants and comparison.
+
+    Args:
+        args: the parsed command line (``ground_truth``, ``predictions``, ``compare``).
+        settings: the ``evaluate`` section of the stage config.
+        seed: the bootstrap seed.
+        frame: the predictions of the evaluated splits.
+
+    Returns:
+        the per-case evaluation and the ``metrics.json`` document.
+    """
     with NLGScorer() as scorer:
         ev = evaluate_pairs(
             frame["case_id"],
@@ -164,21 +172,27 @@ def main(argv: list[str] | None = None) -> int:
             metrics["comparison"] = compare_runs(
                 ev, args.compare, settings, seed, scorer, args.ground_truth
             )
+    return ev, metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    payload = load_stage_config(args.config, "evaluate")
+    settings, seed = payload["evaluate"], int(payload["seed"])
+    frame = read_predictions(args.predictions, settings["splits"])
+    ev, metrics = score(args, settings, seed, frame)
     splits = frame["split"].tolist() if "split" in frame.columns else None
     atomic_write_json(args.out / "metrics.json", metrics)
     write_table_and_cases(args.out, metrics, per_case_frame(ev, splits))
     plots = write_plots(ev, metrics, args.out / "plots")
-    write_stage_summary(
-        args.out,
-        "evaluate",
-        payload,
-        {
-            "n_cases": ev.n,
-            "headline": metrics["headline"],
-            "plots": plots,
-            "predictions": str(args.predictions),
-        },
-    )
+    summary = {
+        "n_cases": ev.n,
+        "headline": metrics["headline"],
+        "plots": plots,
+        "predictions": str(args.predictions),
+    }
+    write_stage_summary(args.out, "evaluate", payload, summary)
     log.info(
         "evaluate: %d cases -> %s (%s)",
         ev.n,
