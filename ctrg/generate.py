@@ -148,6 +148,25 @@ def predictions_frame(
     return frame
 
 
+def run_record(
+    args: argparse.Namespace,
+    section: dict[str, Any],
+    shuffle_seed: int,
+    content: str,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """What a generation ran on: split, shuffling, decoding, frozen features and model."""
+    return {
+        "split": section["split"],
+        "shuffle_features": bool(args.shuffle_features),
+        "shuffle_seed": shuffle_seed if args.shuffle_features else None,
+        "decoding": section["decoding"],
+        "frozen_hash": content,
+        "model": str(args.model),
+        "model_step": meta.get("step"),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate and write predictions (see module doc)."""
     payload = load_stage_config(args.config, "generate")
@@ -184,13 +203,7 @@ def run(args: argparse.Namespace) -> int:
         "cases": count,
         **diversity(predictions),
         "skipped": dataset.skipped,
-        "split": section["split"],
-        "shuffle_features": bool(args.shuffle_features),
-        "shuffle_seed": shuffle_seed if args.shuffle_features else None,
-        "decoding": section["decoding"],
-        "frozen_hash": content,
-        "model": str(args.model),
-        "model_step": meta.get("step"),
+        **run_record(args, section, shuffle_seed, content, meta),
         "seconds": elapsed,
         "cases_per_second": count / max(elapsed, 1e-9),
         "config": payload,
