@@ -133,8 +133,8 @@ def print_table(rows: list[dict[str, Any]], header: str) -> None:
         )
 
 
-def main(argv: list[str]) -> int:
-    """Run the benchmark and print the table."""
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line of ``ctrg bench stage2-memory``."""
     parser = argparse.ArgumentParser(
         prog="ctrg bench stage2-memory", description=__doc__.splitlines()[0]
     )
@@ -162,7 +162,12 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark and print the table."""
+    args = parse_args(argv)
     setup_logging("WARNING")
     if args.threads:
         torch.set_num_threads(args.threads)
