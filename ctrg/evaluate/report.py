@@ -87,18 +87,14 @@ def _clinical_lines(clinical: dict[str, Any]) -> list[str]:
         if not isinstance(clin, dict):
             lines += ["", f"Clinical efficacy: {clin}"]
             continue
-        lines += [
-            "",
-            f"## Clinical efficacy vs {clin['truth']} ({clin['n_cases']} cases)",
-            "",
-            "| label | precision | recall | F1 | support | predicted |",
-            "|---|---|---|---|---|---|",
+        rows = [
+            [label, f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}"]
+            + [str(row["support"]), str(row["predicted"])]
+            for label, row in clin["per_label"].items()
         ]
-        for label, row in clin["per_label"].items():
-            lines.append(
-                f"| {label} | {row['precision']:.3f} | {row['recall']:.3f} | "
-                f"{row['f1']:.3f} | {row['support']} | {row['predicted']} |"
-            )
+        title = f"## Clinical efficacy vs {clin['truth']} ({clin['n_cases']} cases)"
+        columns = ["label", "precision", "recall", "F1", "support", "predicted"]
+        lines += _section(title, columns, rows)
     return lines
 
 
@@ -126,19 +122,20 @@ def _collapse_lines(col: dict[str, Any]) -> list[str]:
 
 def _comparison_lines(cmp: dict[str, Any]) -> list[str]:
     """The paired bootstrap table against another prediction set."""
-    lines = [
-        "",
-        f"## Paired bootstrap: this run minus `{cmp['other']}`",
-        "",
-        "| metric | this | other | delta [95% CI] | p |",
-        "|---|---|---|---|---|",
+    rows = [
+        [key, f"{row['a']:.4f}", f"{row['b']:.4f}"]
+        + [f"{row['delta']:+.4f} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"]
+        + [f"{row['p_value']:.3f}"]
+        for key, row in cmp["metrics"].items()
     ]
-    for key, row in cmp["metrics"].items():
-        lines.append(
-            f"| {key} | {row['a']:.4f} | {row['b']:.4f} | {row['delta']:+.4f} "
-            f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {row['p_value']:.3f} |"
-        )
-    return lines
+    title = f"## Paired bootstrap: this run minus `{cmp['other']}`"
+    return _section(title, ["metric", "this", "other", "delta [95% CI]", "p"], rows)
+
+
+def _section(title: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown section: a blank line, the title, a blank line and a table."""
+    table = ["| " + " | ".join(cells) + " |" for cells in rows]
+    return ["", title, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *table]
 
 
 def markdown(metrics: dict[str, Any]) -> str:
