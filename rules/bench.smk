@@ -122,3 +122,31 @@ rule bench_quality:
         "ctrg bench quality {input.rows} {input.baselines} --paired {input.paired}"
         " --ceiling {input.ceiling} --benchmarks {params.benchmarks}"
         " --out-md {output.table} --out-json {output.json} > {log} 2>&1"
+
+
+rule bench_quality_table:
+    input:
+        rows=bench_row_metrics,
+        heldout=bench_heldout_retrieval,
+        baselines=bench_baseline_metrics,
+        paired=bench_paired_tables,
+    output:
+        table="results/bench/quality_{table}.md",
+        json="results/bench/quality_{table}.json",
+    log:
+        "logs/bench/quality_{table}.log",
+    benchmark:
+        "benchmarks/bench/quality_{table}.tsv"
+    wildcard_constraints:
+        table="|".join(BENCH_TABLES),
+    conda:
+        "../envs/ctrg.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        benchmarks="benchmarks",
+    shell:
+        "ctrg bench quality {input.rows} {input.baselines} --paired {input.paired}"
+        " --benchmarks {params.benchmarks} --out-md {output.table} --out-json {output.json}"
+        " > {log} 2>&1"

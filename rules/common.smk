@@ -9,6 +9,7 @@ from ctrg.bench.rows import (
     paired_predictions,
     run_name,
     stage1_run,
+    table_rows,
 )
 
 config.update(ctrg.config.resolve(config))
@@ -17,6 +18,7 @@ VOLUME_SHARDS = [f"{i:03d}" for i in range(config["preprocess"]["shards"])]
 FEATURE_SHARDS = [f"{i:03d}" for i in range(config["features"]["shards"])]
 BENCH = load_rows()
 BENCH_BASELINES = list(BENCH["baselines"])
+BENCH_TABLES = list(BENCH.get("tables", {}))
 
 
 wildcard_constraints:
@@ -72,18 +74,27 @@ def stage1_checkpoint(wildcards):
     return f"results/{stage1_run(config, wildcards.run)}/stage1/model.pt"
 
 
+def bench_table_rows(wildcards):
+    """The rows of the named table in ``{table}``, or every row (rule bench_quality)."""
+    return table_rows(wildcards.get("table"))
+
+
 def bench_row_metrics(wildcards):
-    """metrics.json of every benchmark row x seed (each a separate run)."""
+    """metrics.json of every row x seed of the table (each a separate run)."""
     return [
         f"results/{run_name(row, seed)}/eval/metrics.json"
-        for row in BENCH["rows"]
+        for row in bench_table_rows(wildcards)
         for seed in BENCH["seeds"]
     ]
 
 
 def bench_heldout_retrieval(wildcards):
-    """Held-out stage-1 retrieval of every benchmark row x seed that trains its own stage 1."""
-    runs = [run_name(row, seed) for row in BENCH["rows"] for seed in BENCH["seeds"]]
+    """Held-out stage-1 retrieval of every row x seed of the table that trains its own stage 1."""
+    runs = [
+        run_name(row, seed)
+        for row in bench_table_rows(wildcards)
+        for seed in BENCH["seeds"]
+    ]
     return [
         f"results/{run}/stage1/heldout_retrieval.json"
         for run in runs
@@ -102,7 +113,8 @@ def bench_paired_inputs(wildcards):
 
 
 def bench_paired_tables(wildcards):
-    return [f"results/bench/paired/{name}.json" for name in paired_comparisons()]
+    comparisons = paired_comparisons(wildcards.get("table"))
+    return [f"results/bench/paired/{name}.json" for name in comparisons]
 
 
 def bench_baseline_metrics(wildcards):

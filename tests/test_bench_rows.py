@@ -76,6 +76,25 @@ def test_paired_comparisons_pair_each_seed_with_the_full_row():
     assert rows.parse_run("default") is None
 
 
+def test_named_table_restricts_rows_and_comparisons():
+    paper = rows.table_rows("paper")
+    assert paper[0] == "full" and "all_patches" in paper and "visual_noise" not in paper
+    assert rows.table_rows() == list(rows.load_rows()["rows"])
+    names = rows.paired_comparisons("paper")
+    assert set(names) < set(rows.paired_comparisons())
+    assert "visual_noise_control" not in names and "fifo_queue_vs_full" in names
+    assert {"baseline_most_frequent_vs_full", "baseline_nn_retrieval_vs_full"} <= set(names)
+    assert len(names) == 2 * len(paper) - 1 + len(rows.load_rows()["baselines"])
+    with pytest.raises(ValueError, match="unknown benchmark table 'nope'"):
+        rows.table_rows("nope")
+    known = {"full": {}, "no_queue": {}}
+    rows.check_tables({"small": ["full", "no_queue"]}, known)
+    with pytest.raises(ValueError, match="table 'small'.*unknown: \\['typo'\\]"):
+        rows.check_tables({"small": ["full", "typo"]}, known)
+    with pytest.raises(ValueError, match="including 'full'"):
+        rows.check_tables({"small": ["no_queue"]}, known)
+
+
 def test_every_row_override_is_a_valid_config():
     for name, row in rows.load_rows()["rows"].items():
         merged = rows.deep_merge(cfg.resolve({}), row["overrides"])

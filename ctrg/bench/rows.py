@@ -29,7 +29,35 @@ def load_rows() -> dict[str, Any]:
     """
     definitions = yaml.safe_load(resources.files("ctrg.bench").joinpath("rows.yaml").read_text())
     check_row_names(definitions["rows"])
+    check_tables(definitions.get("tables", {}), definitions["rows"])
     return definitions
+
+
+def check_tables(tables: dict[str, list[str]], rows: dict[str, Any]) -> None:
+    """Raise ValueError for a named table with an unknown row, or without the full row
+    (every ``<row>_vs_full`` comparison needs it), or with a name that is not a row name."""
+    for name, members in tables.items():
+        unknown = [row for row in members if row not in rows]
+        if not _ROW.match(name) or unknown or "full" not in members:
+            raise ValueError(
+                f"ctrg/bench/rows.yaml: table {name!r} must be named like a row and list"
+                f" known rows including 'full' (unknown: {unknown})"
+            )
+
+
+def table_rows(table: str | None = None) -> list[str]:
+    """The rows of a named table of rows.yaml, or every row for None.
+
+    Raises:
+        ValueError: for a name that is not a table.
+    """
+    definitions = load_rows()
+    if table is None:
+        return list(definitions["rows"])
+    tables = definitions.get("tables", {})
+    if table not in tables:
+        raise ValueError(f"unknown benchmark table {table!r}; known: {sorted(tables)}")
+    return list(tables[table])
 
 
 def check_row_names(rows: dict[str, Any]) -> None:
@@ -53,14 +81,15 @@ def parse_run(run: str) -> tuple[str, int] | None:
     return (match["row"], int(match["seed"])) if match else None
 
 
-def paired_comparisons() -> list[str]:
+def paired_comparisons(table: str | None = None) -> list[str]:
     """Names of the pooled paired comparisons of the benchmark (``ctrg bench paired``):
     ``<row>_control`` for every row (its shuffled-image control minus the row itself) and
-    ``<row>_vs_full`` for every other row and baseline (that row minus the full row)."""
-    definitions = load_rows()
-    others = [r for r in definitions["rows"] if r != "full"]
-    others += [f"baseline_{name}" for name in definitions["baselines"]]
-    controls = [f"{row}_control" for row in definitions["rows"]]
+    ``<row>_vs_full`` for every other row and baseline (that row minus the full row); only
+    the rows of ``table`` when given (:func:`table_rows`)."""
+    rows = table_rows(table)
+    others = [r for r in rows if r != "full"]
+    others += [f"baseline_{name}" for name in load_rows()["baselines"]]
+    controls = [f"{row}_control" for row in rows]
     return [*controls, *(f"{name}_vs_full" for name in others)]
 
 
