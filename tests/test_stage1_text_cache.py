@@ -90,6 +90,58 @@ def test_default_mean_vector_matches_a_direct_forward_pass(encoded):
     assert not torch.allclose(cached, hidden[0], atol=1e-2)
 
 
+def test_report_embedding_is_not_cut_at_the_structure_text_limit(encoded):
+    """The joined report is longer than max_length (64): with report_max_length 0 it is
+    encoded whole (equal to a direct forward pass of the full text), and the summary says
+    that no report was cut."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from ctrg.models.text_encoder import default_encoder_path
+
+    _, rows, out = encoded
+    path = default_encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModel.from_pretrained(str(path)).eval()
+    joined = [" ".join(r[s] for s in CHEST_STRUCTURES) for r in rows]
+    lengths = [len(tokenizer(text)["input_ids"]) for text in joined]
+    assert min(lengths) > 64  # every report would have been cut at max_length
+    with torch.no_grad():
+        hidden = model(**tokenizer([joined[0]], return_tensors="pt")).last_hidden_state[0]
+    cached = load_text_cache(out).report_embeddings[0]
+    assert torch.allclose(cached, hidden.mean(0), atol=1e-4)
+    summary = json.loads((out.parent / "summary.json").read_text())
+    assert summary["report_texts_truncated"] == 0.0
+    assert summary["report_texts_max_length"] == summary["report_texts_tokens_max"] == max(lengths)
+    assert (
+        summary["structure_texts_truncated"] == 0.0 and summary["structure_texts_max_length"] == 64
+    )
+    metadata = json.loads(load_text_cache(out).metadata["truncation"])
+    assert metadata["report_texts_max_length"] == max(lengths)
+
+
+def test_report_token_limit_and_truncation_share(caplog):
+    from ctrg.models.text_cache import report_token_limit, truncation_stats
+
+    assert report_token_limit([10, 30, 20], 0, 512) == 30  # the longest report
+    assert report_token_limit([10, 30, 20], 25, 512) == 25  # as set
+    assert report_token_limit([700, 30], 0, 512) == 512  # the encoder's own limit
+    with pytest.raises(ValueError, match="exceeds the encoder's limit of 512"):
+        report_token_limit([10], 600, 512)
+    with caplog.at_level("INFO", logger="ctrg.models.text_cache"):
+        stats = truncation_stats([10, 30, 20, 25], 25, "report_texts")
+    # one of four (30 > 25; 25 is not cut): 25% -> a warning
+    assert stats == {
+        "report_texts_truncated": 0.25,
+        "report_texts_tokens_max": 30,
+        "report_texts_max_length": 25,
+    }
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ctrg.models.text_cache"):
+        assert truncation_stats([10, 30], 30, "report_texts")["report_texts_truncated"] == 0.0
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+
+
 def test_empty_text_case_is_skipped_and_missing_column_is_an_error(tmp_path):
     rows = [case("a", "x"), case("b", "")]
     write_texts(tmp_path / "t.csv", rows)

@@ -35,7 +35,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _cache(root: Path, frozen_hash: str, cases: int = 32) -> Path:
+def _cache(root: Path, frozen_hash: str, cases: int = 32, texts: tuple[str, str] = TEXTS) -> Path:
     root.mkdir(parents=True)
     generator = torch.Generator().manual_seed(0)
     proto = torch.randn(2, 10, 16, generator=generator)
@@ -64,7 +64,7 @@ def _cache(root: Path, frozen_hash: str, cases: int = 32) -> Path:
                 "frozen_hash": frozen_hash,
             }
         )
-        reports.append({"case_id": case, "split": split, "report": TEXTS[kind]})
+        reports.append({"case_id": case, "split": split, "report": texts[kind]})
     pd.DataFrame(rows).to_csv(root / "index.csv", index=False)
     pd.DataFrame(reports).to_csv(root / "reports.csv", index=False)
     return root
@@ -98,7 +98,17 @@ def test_stage2_outputs_and_reload(trained: dict[str, Path]) -> None:
     assert summary["visual_tokens_per_case"] == 10 + 10 * 4
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     valid = [r for r in records if r["kind"] == "valid"]
-    assert [r["step"] for r in valid] == [20, 40] and all("bleu_4" in r for r in valid)
+    assert [r["step"] for r in valid] == [20, 40]
+    assert all("bleu_4" in r and 0 <= r["clinical_f1"] <= 1 for r in valid)
+    # model.pt is the step with the best validation clinical micro-F1 (default), ties by BLEU-4
+    best = max(valid, key=lambda r: (r["clinical_f1"], r["bleu_4"], -r["step"]))
+    selection = summary["selection"]
+    assert selection["metric"] == "clinical_f1" and selection["tiebreak"] == "bleu_4"
+    assert selection["step"] == summary["exported_step"] == best["step"]
+    assert selection["value"] == best["clinical_f1"]
+    assert selection["tiebreak_value"] == best["bleu_4"]
+    assert [r["step"] for r in records if r["kind"] == "best"][-1] == best["step"]
+    assert summary["train_reports_truncated"] == 0.0  # both texts fit 320 tokens
     train_losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert train_losses[-1] < train_losses[0]
     model, tokenizer, meta = load_stage2(trained["model"])
@@ -233,3 +243,129 @@ def test_length_bucketed_batches_train_and_pad_less(tmp_path: Path) -> None:
     assert rows["0"]["tokens"] == rows["2"]["tokens"]  # the same reports once each
     assert rows["2"]["positions"] < rows["0"]["positions"]
     assert rows["0"]["speedup"] == 1.0
+
+
+SCRIPTED = {  # validation metrics per step: each rule picks another step
+    1: {"loss": 0.5, "bleu_4": 0.30, "clinical_f1": 0.20},
+    2: {"loss": 0.8, "bleu_4": 0.10, "clinical_f1": 0.50},
+    3: {"loss": 0.7, "bleu_4": 0.20, "clinical_f1": 0.50},  # F1 ties step 2, higher BLEU-4
+    4: {"loss": 0.6, "bleu_4": 0.40, "clinical_f1": 0.25},
+    5: {"loss": 0.9, "bleu_4": 0.20, "clinical_f1": 0.50},  # ties step 3 on both: 3 stays
+}
+
+
+@pytest.mark.parametrize(
+    ("metric", "step", "best_steps"),
+    [("clinical_f1", 3, [1, 2, 3]), ("bleu_4", 4, [1, 4]), ("loss", 1, [1])],
+)
+def test_selection_by_validation_metric(
+    tmp_path: Path, metric: str, step: int, best_steps: list[int]
+) -> None:
+    """clinical_f1 picks step 3 (F1 0.5; tie with step 2 broken by BLEU-4 0.2 > 0.1; step 5
+    ties on both and the earlier step stays) where BLEU-4 picks step 4 and loss step 1."""
+    from torch.utils.data import TensorDataset
+
+    from ctrg.train.loop import LoopConfig, Trainer
+    from ctrg.train.stage2_validation import selection
+
+    config = LoopConfig(
+        max_steps=5,
+        eval_every=1,
+        checkpoint_every=5,
+        log_every=5,
+        amp="off",
+        tensorboard=False,
+        **selection(metric),
+    )
+    trainer = Trainer(
+        torch.nn.Linear(1, 1),
+        config,
+        tmp_path,
+        TensorDataset(torch.ones(4, 1)),
+        lambda model, batch: (model(batch[0]).square().mean(), {}),
+        evaluate_fn=lambda module, at: SCRIPTED[at],
+        batch_size=2,
+    )
+    result = trainer.fit(resume="never")
+    assert result["best"]["metric"] == metric and result["best"]["step"] == step
+    assert result["best"]["value"] == SCRIPTED[step][metric]
+    assert torch.load(tmp_path / "work" / "best.pt", weights_only=True)["step"] == step
+    records = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "best"] == best_steps
+
+
+def test_micro_f1_by_hand_and_without_positive_labels() -> None:
+    import numpy as np
+
+    from ctrg.train.stage2_validation import micro_f1, selection
+
+    truth = np.array([[1, 0, 1], [0, 0, 1]])
+    pred = np.array([[1, 1, 0], [0, 0, 1]])  # TP 2, FP 1, FN 1
+    assert micro_f1(truth, pred) == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert micro_f1(np.zeros((2, 3)), np.zeros((2, 3))) == 0.0  # undefined -> 0
+    assert micro_f1(truth, np.zeros((2, 3))) == 0.0
+    with pytest.raises(ValueError, match="best_metric 'cider'"):
+        selection("cider")
+
+
+def test_truncated_share_by_hand(caplog: pytest.LogCaptureFixture) -> None:
+    from ctrg.train.stage2_inputs import report_truncation, truncated_share
+
+    assert truncated_share([3, 5, 6, 10], 5) == 0.5  # 6 and 10 are cut; 5 fits exactly
+    assert truncated_share([3, 5], 5) == 0.0
+    with pytest.raises(ValueError, match="undefined"):
+        truncated_share([], 5)
+
+    class Words:  # BOS + one id per word + EOS
+        def encode(self, text: str) -> list[int]:
+            return [0, *range(1, len(text.split()) + 1), 0]
+
+    reports = ["a b c", "a b c d e f", "a", "a b c d"]  # 5, 8, 3, 6 ids
+    with caplog.at_level("INFO", logger="ctrg.train.stage2_inputs"):
+        found = report_truncation(Words(), reports, 5)
+    assert found == {
+        "train_reports_truncated": 0.5,
+        "train_report_tokens_max": 8,
+        "max_report_tokens": 5,
+    }
+    assert [r.levelname for r in caplog.records] == ["WARNING"]  # 50% > 1%
+
+
+QUIET_TEXTS = (  # no positive label (the labeller reads none), two lengths
+    "The lungs are clear. The heart is normal in size. No pleural effusion.",
+    "Trachea and both main bronchi are open. No mass or nodule is seen in the lungs. "
+    "The heart is normal in size and no pericardial effusion is seen.",
+)
+
+
+def test_two_validation_cases_without_positive_labels_and_truncation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 2-case validation split whose reports name no finding: clinical_f1 is 0 at every
+    step, BLEU-4 breaks the tie (then the earlier step); the longer of the two training
+    reports is cut at max_report_tokens, so half the training reports are truncated."""
+    from ctrg.models.tokenizer import ReportTokenizer
+
+    cache = _cache(tmp_path / "features", HASH_A, cases=26, texts=QUIET_TEXTS)
+    loop = {"max_steps": 6, "eval_every": 2, "checkpoint_every": 6, "log_every": 2}
+    validation = {"max_cases": 2, "decoding": {"min_length": 1, "max_length": 30}}
+    config = _stage2_config(
+        tmp_path / "stage2.json", loop=loop, validation=validation, max_report_tokens=50
+    )
+    with caplog.at_level("INFO"):
+        assert stage2.main(stage2_argv(config, cache, tmp_path / "out")) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["valid_cases"] == 2
+    history = summary["history"]
+    assert [r["step"] for r in history] == [2, 4, 6]
+    assert all(r["clinical_f1"] == 0.0 for r in history)
+    best = max(history, key=lambda r: (r["bleu_4"], -r["step"]))
+    assert summary["selection"]["step"] == summary["exported_step"] == best["step"]
+    assert summary["selection"]["tiebreak_value"] == best["bleu_4"]
+    assert "no validation reference report has a positive label" in caplog.text
+    tokenizer = ReportTokenizer.load(tmp_path / "out" / "tokenizer.json")
+    lengths = [len(tokenizer.encode(text)) for text in QUIET_TEXTS]
+    assert lengths[0] <= 50 < lengths[1]  # only the longer report is cut
+    assert summary["train_reports_truncated"] == 0.5  # 11 of the 22 training reports
+    assert summary["train_report_tokens_max"] == lengths[1]
+    assert "50.0% of 22 training reports are truncated" in caplog.text

@@ -2,9 +2,13 @@
 
 Output (safetensors): ``embeddings`` (N, S, H) float32, the pooled encoder output of each
 case's S structure texts (anatomy order); ``report_embeddings`` (N, H) when
-``text_encoder.encode_reports`` (the S texts joined, for the global-query ablation).
+``text_encoder.encode_reports`` (the S texts joined, for the global-query ablation), cut at
+``text_encoder.report_max_length`` tokens (0 = the longest joined report, up to the
+encoder's own limit), not at the per-structure ``max_length``.
 Metadata (JSON strings): ``case_ids``, ``structures``, ``encoder_path``, ``texts_sha256``
-(hash of case ids + texts, checked by stage 1), ``pooling``, ``max_length``.
+(hash of case ids + texts, checked by stage 1), ``pooling``, ``max_length``,
+``truncation`` (the share of structure texts and of report texts cut, the longest of each
+and the limits; also in summary.json, and logged, a warning above 1%).
 Identical texts (e.g. the default "No abnormality found in lung.") are encoded once.
 """
 
@@ -27,6 +31,9 @@ from ctrg.config import load_stage_config
 from ctrg.runtime import atomic_path, select_device, setup_logging, sha256_json, write_stage_summary
 
 log = logging.getLogger(__name__)
+
+TRUNCATION_WARNING_SHARE = 0.01
+"""A share of truncated texts above this is logged as a warning."""
 
 
 @dataclass
@@ -73,16 +80,72 @@ def read_structure_texts(
     return StructureTexts(case_ids, texts, tuple(structures))
 
 
-def encode_unique(encoder, texts: list[str], batch_size: int) -> torch.Tensor:  # type: ignore[no-untyped-def]
-    """Encode each distinct text once; returns (len(texts), H) in input order."""
+def encode_unique(  # type: ignore[no-untyped-def]
+    encoder, texts: list[str], batch_size: int, max_length: int | None = None
+) -> torch.Tensor:
+    """Encode each distinct text once; returns (len(texts), H) in input order.
+
+    ``max_length``: token limit of these texts (None = the encoder's ``max_length``).
+    """
     unique = sorted(set(texts), key=lambda t: (len(t), t))  # similar lengths batch together
     index = {text: i for i, text in enumerate(unique)}
-    vectors = encoder.encode(unique, batch_size=batch_size)
+    vectors = encoder.encode(unique, batch_size=batch_size, max_length=max_length)
     return vectors[torch.tensor([index[t] for t in texts], dtype=torch.long)]
 
 
+def report_token_limit(counts: list[int], setting: int, position_limit: int) -> int:
+    """The token limit of the whole-report texts (``text_encoder.report_max_length``).
+
+    Args:
+        counts: untruncated tokens per report text (special tokens included).
+        setting: ``report_max_length``; 0 = the longest report, at most ``position_limit``.
+        position_limit: the most tokens the encoder takes.
+
+    Raises:
+        ValueError: for a setting above ``position_limit`` or no reports.
+    """
+    if setting > position_limit:
+        raise ValueError(
+            f"text_encoder.report_max_length {setting} exceeds the encoder's limit of "
+            f"{position_limit} tokens (0 = the longest report, up to that limit)"
+        )
+    if not counts:
+        raise ValueError("no report texts to encode")
+    return setting if setting > 0 else min(max(counts), position_limit)
+
+
+def truncation_stats(counts: list[int], limit: int, what: str) -> dict[str, float | int]:
+    """Share of texts longer than ``limit`` tokens, logged (a warning above 1%).
+
+    Returns:
+        ``{"<what>_truncated": share, "<what>_tokens_max": longest, "<what>_max_length": limit}``.
+    """
+    share = sum(n > limit for n in counts) / len(counts) if counts else 0.0
+    level = logging.WARNING if share > TRUNCATION_WARNING_SHARE else logging.INFO
+    longest = max(counts, default=0)
+    name = what.replace("_", " ")
+    message = "%.1f%% of %d %s truncated at %d tokens (longest: %d)"
+    log.log(level, message, 100 * share, len(counts), name, limit, longest)
+    return {f"{what}_truncated": share, f"{what}_tokens_max": longest, f"{what}_max_length": limit}
+
+
+def _encode_reports(  # type: ignore[no-untyped-def]
+    encoder, data: StructureTexts, section: dict
+) -> tuple[torch.Tensor, dict]:
+    """(N, H) embeddings of the joined structure texts and their truncation statistics."""
+    reports = [" ".join(row) for row in data.texts]
+    counts = encoder.token_counts(reports)
+    limit = report_token_limit(counts, section["report_max_length"], encoder.position_limit)
+    stats = truncation_stats(counts, limit, "report_texts")
+    return encode_unique(encoder, reports, section["batch_size"], limit), stats
+
+
 def build_cache(data: StructureTexts, section: dict, device: str = "cpu") -> dict:
-    """Encode ``data`` -> {"tensors": {...}, "metadata": {...}} (see module doc)."""
+    """Encode ``data`` -> {"tensors": {...}, "metadata": {...}, "truncation": {...}}.
+
+    ``truncation``: the share of structure texts cut at ``max_length`` and, with
+    ``encode_reports``, of whole-report texts cut at the report limit (module doc).
+    """
     from ctrg.models.text_encoder import FrozenTextEncoder, resolve_encoder_path
 
     path = resolve_encoder_path(section["path"])
@@ -91,9 +154,10 @@ def build_cache(data: StructureTexts, section: dict, device: str = "cpu") -> dic
     n, s = len(data.texts), len(data.structures)
     embeddings = encode_unique(encoder, flat, section["batch_size"]).reshape(n, s, encoder.dim)
     tensors = {"embeddings": embeddings.contiguous()}
+    stats = truncation_stats(encoder.token_counts(flat), encoder.max_length, "structure_texts")
     if section["encode_reports"]:
-        reports = [" ".join(row) for row in data.texts]
-        tensors["report_embeddings"] = encode_unique(encoder, reports, section["batch_size"])
+        tensors["report_embeddings"], report_stats = _encode_reports(encoder, data, section)
+        stats.update(report_stats)
     metadata = {
         "case_ids": json.dumps(data.case_ids),
         "structures": json.dumps(list(data.structures)),
@@ -101,8 +165,9 @@ def build_cache(data: StructureTexts, section: dict, device: str = "cpu") -> dic
         "texts_sha256": data.sha256,
         "pooling": section["pooling"],
         "max_length": str(section["max_length"]),
+        "truncation": json.dumps(stats),
     }
-    return {"tensors": tensors, "metadata": metadata}
+    return {"tensors": tensors, "metadata": metadata, "truncation": stats}
 
 
 @dataclass
@@ -168,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "texts_sha256": data.sha256,
         "encoder_path": cache["metadata"]["encoder_path"],
         "mean_norm": float(cache["tensors"]["embeddings"].norm(dim=-1).mean()),
+        **cache["truncation"],
     }
     if math.isnan(summary["mean_norm"]):
         raise FloatingPointError("text encoder produced NaN embeddings")

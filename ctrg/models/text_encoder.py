@@ -72,9 +72,41 @@ class FrozenTextEncoder:
         self.model.eval().requires_grad_(False)
         self.dim = int(self.model.config.hidden_size)
 
+    @property
+    def position_limit(self) -> int:
+        """The most tokens the encoder takes (its position embeddings / tokenizer limit).
+
+        Raises:
+            ValueError: when neither the model config nor the tokenizer states a limit.
+        """
+        stated = (
+            getattr(self.model.config, "max_position_embeddings", None),
+            self.tokenizer.model_max_length,
+        )
+        limits = [int(n) for n in stated if n and n < 1_000_000]  # HF's "no limit" is 1e30
+        if not limits:
+            raise ValueError(f"{self.path}: neither the model nor its tokenizer states a limit")
+        return min(limits)
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Untruncated tokens per text, special tokens included."""
+        if not texts:
+            return []
+        ids = self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+        return [len(row) for row in ids]
+
     @torch.no_grad()
-    def encode(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """Encode ``texts`` -> float32 tensor (len(texts), hidden_size) on CPU."""
+    def encode(
+        self, texts: list[str], batch_size: int = 64, max_length: int | None = None
+    ) -> torch.Tensor:
+        """Encode ``texts`` -> float32 tensor (len(texts), hidden_size) on CPU.
+
+        Args:
+            texts: the texts.
+            batch_size: texts per forward pass.
+            max_length: token limit (truncation); None = the encoder's ``max_length``.
+        """
+        limit = self.max_length if max_length is None else max_length
         out = []
         steps = range(0, len(texts), batch_size)
         for start in tqdm(steps, desc="encode texts", disable=len(steps) < 4):
@@ -83,7 +115,7 @@ class FrozenTextEncoder:
                 chunk,
                 padding=True,
                 truncation=True,
-                max_length=self.max_length,
+                max_length=limit,
                 return_tensors="pt",
             ).to(self.device)
             hidden = self.model(**tokens).last_hidden_state  # (b, L, H)

@@ -10,7 +10,9 @@ Public API (stable; stage 2 builds on it):
     0 = off), ``grad_accum`` micro-batches per optimizer step, ``amp`` ("auto" = bf16
     autocast on CUDA only, "bf16", "off"), ``checkpoint_every`` / ``eval_every`` /
     ``log_every`` optimizer steps, ``best_metric`` + ``best_mode`` ("max"|"min") to keep
-    ``work/best.pt``, ``tensorboard`` (used when ``torch.utils.tensorboard`` imports).
+    ``work/best.pt`` (``best_tiebreak``: a second metric, same direction, that decides
+    between equal ``best_metric`` values; still equal = the earlier step stays),
+    ``tensorboard`` (used when ``torch.utils.tensorboard`` imports).
 
 ``Trainer(module, config, out_dir, train_dataset, step_fn, *, collate_fn=None,
 evaluate_fn=None, batch_size=1, seed=0, device=cpu, num_workers=0, signature=None,
@@ -32,9 +34,10 @@ ddp_kwargs=None, lengths=None)``
     ``stop_at_step`` returns early (simulates a killed job, used by tests).
 
 Files under ``out_dir``: ``train_log.jsonl`` (one JSON record per log/eval event, with
-``kind`` "train" or "valid"), ``tensorboard/`` (optional), ``work/checkpoint.pt`` (latest,
-atomic: model + optimizer + scheduler + step + epoch + batch position + per-rank RNG
-states + best so far) and ``work/best.pt`` (``{"model", "step", "metrics"}``).
+``kind`` "train", "valid" or "best": the step, metric and values of each new best),
+``tensorboard/`` (optional), ``work/checkpoint.pt`` (latest, atomic: model + optimizer +
+scheduler + step + epoch + batch position + per-rank RNG states + best so far) and
+``work/best.pt`` (``{"model", "step", "metrics"}``).
 Checkpoints load with ``torch.load(..., weights_only=True)``.
 
 Distributed: ``init_distributed()`` reads torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``)
@@ -75,7 +78,12 @@ from ctrg.train.distributed import (  # re-exported: part of this module's API
     set_rng_state,
     unwrap,
 )
-from ctrg.train.loop_config import LoopConfig, lr_lambda, move_to_device  # re-exported
+from ctrg.train.loop_config import (  # LoopConfig, lr_lambda, move_to_device: re-exported
+    LoopConfig,
+    best_order,
+    lr_lambda,
+    move_to_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -288,27 +296,30 @@ class Trainer:
             dist.barrier()
 
     def _maybe_save_best(self, metrics: dict[str, float]) -> None:
-        key = self.config.best_metric
+        """Keep ``work/best.pt`` (and log a "best" record) when ``metrics`` beat the best so far.
+
+        Compared lexicographically on (best_metric, best_tiebreak) in the direction of
+        ``best_mode``; on a full tie the earlier step stays best.
+        """
+        key, tiebreak = self.config.best_metric, self.config.best_tiebreak
         if key is None:
             return
-        if key not in metrics:
-            raise KeyError(f"best_metric {key!r} not among validation metrics {sorted(metrics)}")
-        value = float(metrics[key])
-        previous = self.best.get("value")
-        better = previous is None or (
-            value > previous if self.config.best_mode == "max" else value < previous
-        )
-        if better:
-            self.best = {"metric": key, "value": value, "step": self.step}
-            with atomic_path(self.work / "best.pt") as tmp:
-                torch.save(
-                    {
-                        "model": self.module.state_dict(),
-                        "step": self.step,
-                        "metrics": dict(metrics),
-                    },
-                    tmp,
-                )
+        ordered = best_order(self.config, metrics)
+        if self.best:
+            previous = {key: self.best["value"]}
+            if tiebreak:
+                previous[tiebreak] = self.best["tiebreak_value"]
+            if ordered <= best_order(self.config, previous):
+                return
+        values = {k: float(metrics[k]) for k in (key, tiebreak) if k}
+        self.best = {"metric": key, "value": values[key], "step": self.step}
+        if tiebreak:
+            self.best.update(tiebreak=tiebreak, tiebreak_value=values[tiebreak])
+        with atomic_path(self.work / "best.pt") as tmp:
+            state = {"model": self.module.state_dict(), "step": self.step}
+            torch.save({**state, "metrics": dict(metrics)}, tmp)
+        names = {"metric": key, **({"tiebreak": tiebreak} if tiebreak else {})}
+        self._record("best", {**names, **values})
 
     # ----------------------------------------------------------------- training
     def _micro_batch(self, batch: Any, sync: bool) -> dict[str, float]:

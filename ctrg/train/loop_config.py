@@ -1,6 +1,7 @@
 """Settings and small helpers of the shared training loop (``ctrg.train.loop``): the
-``LoopConfig`` dataclass, the warm-up/decay learning-rate factor, batch device moves and
-the start every training stage shares (``begin_stage``)."""
+``LoopConfig`` dataclass, the order of validation results that picks the best checkpoint,
+the warm-up/decay learning-rate factor, batch device moves and the start every training
+stage shares (``begin_stage``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class LoopConfig:
     log_every: int = 10
     best_metric: str | None = None  # key returned by evaluate_fn
     best_mode: str = "max"
+    best_tiebreak: str | None = None  # second key, same direction, for equal best_metric
     tensorboard: bool = True
     bucket_pool: int = 0  # sort runs of this many global batches by item length (0 = off)
     extra: dict[str, Any] = field(default_factory=dict)  # ignored keys, kept for provenance
@@ -46,6 +48,24 @@ class LoopConfig:
         if "betas" in kwargs:
             kwargs["betas"] = tuple(kwargs["betas"])
         return cls(**kwargs, extra={k: v for k, v in values.items() if k not in known})
+
+
+def best_order(config: LoopConfig, metrics: dict[str, float]) -> tuple[float, ...]:
+    """(best_metric, best_tiebreak) of ``metrics``, negated when ``best_mode`` is min, so that
+    a larger tuple is a better checkpoint (compared lexicographically).
+
+    Raises:
+        KeyError: when ``metrics`` lacks one of them.
+        FloatingPointError: when one of them is not finite.
+    """
+    keys = [k for k in (config.best_metric, config.best_tiebreak) if k]
+    missing = [k for k in keys if k not in metrics]
+    if missing:
+        raise KeyError(f"best metrics {missing} not among validation metrics {sorted(metrics)}")
+    if not all(math.isfinite(float(metrics[k])) for k in keys):
+        raise FloatingPointError(f"non-finite best metric among {metrics}")
+    sign = 1.0 if config.best_mode == "max" else -1.0
+    return tuple(sign * float(metrics[k]) for k in keys)
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
