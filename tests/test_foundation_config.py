@@ -41,15 +41,15 @@ def test_default_config_yaml_is_valid(repo_root):
     assert resolved["data"]["source"] == "phantom"
 
 
-@pytest.mark.parametrize("preset", ["ctrate", "ctrg_chest", "phantom_1000"])
+@pytest.mark.parametrize("preset", ["ctrate", "ctrg_chest", "phantom_v1"])
 def test_presets_merged_over_config_yaml_are_valid(repo_root, preset):
     from ctrg.bench.rows import deep_merge
 
     base = yaml.safe_load((repo_root / "config.yaml").read_text())
     overrides = yaml.safe_load((repo_root / "presets" / f"{preset}.yaml").read_text())
     resolved = config.resolve(deep_merge(base, overrides))  # as snakemake --configfile merges
-    if preset == "phantom_1000":
-        assert resolved["synth"]["n_cases"] == 1000
+    if preset == "phantom_v1":
+        assert (resolved["synth"]["version"], resolved["synth"]["n_cases"]) == (1, 300)
         assert resolved["preprocess"] == config.resolve(base)["preprocess"]
     else:
         assert resolved["data"]["source"] == preset

@@ -19,7 +19,7 @@ N_CASES = 14
 
 def tiny_settings(**changes) -> dict:
     synth = load_stage_config(None, "synth")["synth"]
-    synth.update(shape=[32, 32, 32], vary_slices=False, normal_fraction=0.1)
+    synth.update(shape=[32, 32, 32], vary_slices=False, normal_fraction=0.1, version=1)
     synth["prevalence"] = {label: 0.45 for label in CTRATE_LABELS}
     synth.update(changes)
     return synth

@@ -31,6 +31,9 @@ from ctrg.data.phantom_organs import (
     draw_thyroid,
 )
 from ctrg.data.phantom_report import compose_report, structure_sentences
+from ctrg.data.phantom_v2 import PAINT_ORDER_V2, finding_value
+from ctrg.data.phantom_v2_findings import sample_findings_v2
+from ctrg.data.phantom_v2_report import NORMAL_SENTENCE, structure_sentences_v2
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +129,27 @@ def _draw_anatomy(
 
 
 def _paint_findings(
-    canvas: Canvas, anat: Anatomy, findings: list[Finding], rng: np.random.Generator
+    canvas: Canvas,
+    anat: Anatomy,
+    findings: list[Finding],
+    rng: np.random.Generator,
+    version: int = 1,
 ) -> list[Finding]:
-    """Paint in PAINT_ORDER; drop CT-RATE findings that left no voxel (so labels stay true)."""
-    for label, painter in PAINT_ORDER:
+    """Paint in the version's order; drop findings that left no voxel (so labels stay true).
+
+    Version 1 keeps its findings outside the 18 labels (bone) whatever they left; version 2
+    drops any finding that left no visible voxel.
+    """
+    order = PAINT_ORDER if version == 1 else PAINT_ORDER_V2
+    for label, painter in order:
         for f in (f for f in findings if f.label == label):
             painter(canvas, anat, f, rng)
-    counts = np.bincount(canvas.findings.ravel(), minlength=len(CTRATE_LABELS) + 1)
+    counts = np.bincount(canvas.findings.ravel(), minlength=256)
     kept = []
     for f in findings:
+        if version == 2 and counts[finding_value(f.label)] == 0:
+            log.warning("%s left no visible voxel; dropped from the ground truth", f.label)
+            continue
         if f.ctrate and counts[CTRATE_LABELS.index(f.label) + 1] == 0:
             log.warning("%s left no visible voxel; dropped from the ground truth", f.label)
             continue
@@ -170,7 +185,8 @@ def generate_case(synth: dict[str, Any], seed: int, index: int) -> PhantomCase:
     """
     rng = np.random.default_rng([seed, index, 0])  # findings; then geometry and image
     case_id = f"phantom_{index:04d}"
-    findings = sample_findings(rng, synth)
+    version = synth["version"]
+    findings = sample_findings(rng, synth) if version == 1 else sample_findings_v2(rng, synth)
     rng = np.random.default_rng([seed, index, 1])  # own stream: image tweaks keep the labels
     grid, geometry, descending = case_grid(rng, synth)
     anat = sample_anatomy(rng, geometry, synth)
@@ -180,10 +196,13 @@ def generate_case(synth: dict[str, Any], seed: int, index: int) -> PhantomCase:
     canvas = Canvas(grid)
     _draw_anatomy(canvas, anat, findings, rng)
     sampled = {f.label for f in findings if f.ctrate}
-    findings = _paint_findings(canvas, anat, findings, rng)
+    findings = _paint_findings(canvas, anat, findings, rng, version)
     hu, noise = _form_image(canvas, rng, synth, geometry["fov"])
     report_rng = np.random.default_rng([seed, index, 2])  # own stream: wording is stable
-    sentences = structure_sentences(findings, anat.female, report_rng)
+    if version == 2 and synth["wording"] == "templated":
+        sentences = structure_sentences_v2(findings, report_rng, NORMAL_SENTENCE)
+    else:
+        sentences = structure_sentences(findings, anat.female, report_rng)
     return PhantomCase(
         case_id=case_id,
         grid=grid,
