@@ -143,3 +143,25 @@ def test_version_1_preset_reproduces_the_earlier_phantom(repo_root):
         digest = hashlib.sha256(case.hu.tobytes() + case.finding_map.tobytes())
         digest.update(case.report.encode())
         assert digest.hexdigest() == expected, index
+
+
+def test_varied_wording_on_version_2_labels_back_to_the_ground_truth():
+    labeller = Labeller()
+    extras = {name: 0.5 for name in STRUCTURE_FINDINGS}
+    synth = v2_settings(shape=[32, 48, 48], wording="varied", structure_findings=extras)
+    cases = [generate_case(synth, 6, index) for index in range(12)]
+    named = set()
+    for case in cases:
+        assert labeller.label(case.report) == case.labels, case.report
+        named |= {f.label for f in case.findings if not f.ctrate}
+    assert named == set(STRUCTURE_FINDINGS)
+    assert len({c.report for c in cases}) == len(cases)
+
+
+def test_every_sentence_of_both_wordings_parses_to_its_own_structure(parser):
+    extras = {name: 0.5 for name in STRUCTURE_FINDINGS}
+    for wording in ("templated", "varied"):
+        synth = v2_settings(shape=[32, 48, 48], wording=wording, structure_findings=extras)
+        for index in range(40):
+            for structure, sentence in generate_case(synth, 1, index).sentences:
+                assert structure in parser.keyword_structures(sentence), (structure, sentence)

@@ -33,7 +33,7 @@ from ctrg.data.phantom_organs import (
 from ctrg.data.phantom_report import compose_report, structure_sentences
 from ctrg.data.phantom_v2 import PAINT_ORDER_V2, finding_value
 from ctrg.data.phantom_v2_findings import sample_findings_v2
-from ctrg.data.phantom_v2_report import NORMAL_SENTENCE, structure_sentences_v2
+from ctrg.data.phantom_v2_report import NORMAL_SENTENCE, reword_varied, structure_sentences_v2
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +203,7 @@ def generate_case(synth: dict[str, Any], seed: int, index: int) -> PhantomCase:
         sentences = structure_sentences_v2(findings, report_rng, NORMAL_SENTENCE)
     else:
         sentences = structure_sentences(findings, anat.female, report_rng)
+        sentences = reword_varied(sentences) if version == 2 else sentences
     return PhantomCase(
         case_id=case_id,
         grid=grid,

@@ -120,6 +120,26 @@ POSITIVE: dict[str, list[str]] = {
         "There is subpleural interlobular septal thickening at the lung bases.",
         "Thickened interlobular septa are noted in both lower lobes.",
     ],
+    "Sclerotic bone lesion": [
+        "A sclerotic lesion measuring {size} mm is seen in a thoracic vertebral body.",
+        "There is a dense sclerotic lesion of {size} mm in the thoracic spine.",
+        "A {size} mm sclerotic focus is noted in a thoracic vertebra.",
+    ],
+    "Thyroid goitre": [
+        "The {side} lobe of the thyroid gland is enlarged.",
+        "There is enlargement of the {side} thyroid lobe, in keeping with a goitre.",
+        "An enlarged {side} thyroid lobe is noted.",
+    ],
+    "Breast mass": [
+        "A soft-tissue mass measuring {size} mm is seen in the {side} breast.",
+        "There is a {size} mm soft-tissue mass in the {side} breast.",
+        "A {size} mm mass is noted in the {side} breast.",
+    ],
+    "Hepatic cyst": [
+        "A {size} mm cyst is seen in the liver.",
+        "There is a hypodense cyst measuring {size} mm in the liver.",
+        "A simple cyst of {size} mm is noted in the liver.",
+    ],
     "Degenerative osteophytes": [
         "Degenerative osteophytes are present at the margins of the thoracic vertebrae.",
         "There are degenerative changes with osteophytes in the thoracic vertebral bodies.",

@@ -48,6 +48,23 @@ SIDED_OR_BILATERAL = {"Emphysema", "Pulmonary fibrotic sequela", "Pleural effusi
 """Findings on one side or on both (one in three bilateral)."""
 
 
+VARIED_WORDING: dict[str, dict[str, Any]] = {
+    "Lung nodule": {"lobe": "upper lobe"},
+    "Consolidation": {"lobe": "lower lobe"},
+    "Bronchiectasis": {"lobe": "lower lobe", "location": "cylindrical"},
+    "Emphysema": {"lobe": "upper lobe", "location": "centrilobular", "amount": "severe"},
+    "Pulmonary fibrotic sequela": {"lobe": "upper lobe", "count": 5},
+    "Interlobular septal thickening": {"lobe": "lower lobe"},
+    "Pleural effusion": {"amount": "moderate"},
+    "Arterial wall calcification": {"amount": "marked", "count": 14},
+    "Cardiomegaly": {"amount": "marked"},
+    "Pericardial effusion": {"amount": "moderate"},
+    "Coronary artery wall calcification": {"location": "LAD,RCA,circumflex", "count": 12},
+}
+"""Attributes that only the varied wording (``synth.wording: varied``) names: the fixed
+lobe, kind or amount of what the v2 painters draw."""
+
+
 def _side(rng: np.random.Generator, bilateral_allowed: bool) -> str:
     if bilateral_allowed and rng.random() < 1.0 / 3.0:
         return "bilateral"
@@ -78,6 +95,9 @@ def _attributes(label: str, rng: np.random.Generator) -> dict[str, Any]:
         "Hepatic cyst": (45.0, 60.0),
     }.get(label, (0.0, 0.0))
     out: dict[str, Any] = {"side": side, "size_mm": float(np.round(rng.uniform(*size)))}
+    out.update(VARIED_WORDING.get(label, {}))
+    if label == "Lung opacity" or label == "Atelectasis":
+        out["lobe"] = "middle lobe" if side == "right" else "upper lobe"
     if label == "Cardiomegaly":
         out["extra"] = {"factor": float(rng.uniform(1.38, 1.52))}
     return out

@@ -95,8 +95,14 @@ def paint_aortic_calcification(
 
 
 def paint_lymph_nodes(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """Three enlarged nodes (short axis ``f.size_mm``) at three mediastinal stations."""
-    for i in rng.choice(len(STATIONS), size=3, replace=False):
+    """Three enlarged nodes (short axis ``f.size_mm``) at three mediastinal stations.
+
+    ``f.location`` becomes the first station and ``f.extra["long_mm"]`` the long axis (the
+    varied wording names one node).
+    """
+    stations = rng.choice(len(STATIONS), size=3, replace=False)
+    f.location, f.extra["long_mm"] = STATIONS[stations[0]], float(np.round(1.3 * f.size_mm))
+    for i in stations:
         node = Finding(
             f.label, f.structure, size_mm=f.size_mm, location=STATIONS[i], extra={"long": 1.3}
         )

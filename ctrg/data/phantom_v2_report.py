@@ -156,3 +156,21 @@ def structure_sentences_v2(
 
 NORMAL_SENTENCE = "No abnormality found in {structure}."
 """The sentence of a structure without findings (the default of ``text.default_sentence``)."""
+
+VARIED_FIXES: dict[str, str] = {
+    "Interlobular septal thickening is seen in the subpleural parts of both lower lobes.": (
+        "Interlobular septal thickening is seen in the peripheral parts of both lower lobes."
+    ),
+    "There is subpleural interlobular septal thickening at the lung bases.": (
+        "There is peripheral interlobular septal thickening at the lung bases."
+    ),
+    "No peribronchial thickening is seen.": "No bronchial wall thickening is seen.",
+}
+"""Version 1 sentences that the report parser assigns to another structure ("subpleural" ->
+pleura, "peribronchial" -> lung), reworded when version 2 uses the varied wording (version 1
+keeps them, so that its reports reproduce)."""
+
+
+def reword_varied(sentences: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Apply ``VARIED_FIXES`` to ``(structure, sentence)`` pairs."""
+    return [(structure, VARIED_FIXES.get(s, s)) for structure, s in sentences]
