@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "stage1-oracle": "the stage-1 objective with a label-reading oracle instead of the encoder",
     "stage1-retrieval": "held-out retrieval of a trained stage-1 model against a permutation null",
     "probe": "ridge probe: how well a run's frozen features read each label (held-out AUC)",
+    "text-signal": "how much of each structure's text embedding its findings explain (R²)",
     "soft-targets": "where a trained stage 1's soft pseudo targets put their mass (own, copies, others)",
     "speed": "training / extraction / inference throughput and peak memory",
     "autocast": "the stage-1 step in fp32 vs bf16 autocast (PEG convolutions in fp32 or not)",

@@ -51,6 +51,7 @@ class CeilingConfig:
     shift: int = 2  # voxels of random circular shift per axis (training only)
     pos_weight_cap: float = 10.0
     seed: int = 0
+    pool: int = 1  # average-pool the volumes by this factor per axis first (1 = full grid)
 
 
 def _block(cin: int, cout: int) -> nn.Module:
@@ -98,6 +99,13 @@ def load_split(manifest: str, split: str, labels: str) -> tuple[torch.Tensor, to
         torch.as_tensor(values, dtype=torch.float32),
         list(frame["case_id"]),
     )
+
+
+def pooled(split: tuple, factor: int) -> tuple:
+    """The split with its volumes (N, 1, D, H, W) average-pooled by ``factor`` per axis."""
+    if factor == 1:
+        return split
+    return (F.avg_pool3d(split[0], factor), *split[1:])
 
 
 @torch.no_grad()
@@ -160,12 +168,12 @@ def train(
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, choose on validation, score test; returns the JSON summary."""
-    cfg = CeilingConfig(epochs=args.epochs, seed=args.seed)
+    cfg = CeilingConfig(epochs=args.epochs, seed=args.seed, pool=args.pool)
     seed_everything(cfg.seed)
     started = time.perf_counter()
-    train_set = load_split(args.volumes, "train", args.labels)
-    valid_set = load_split(args.volumes, "valid", args.labels)
-    test_volumes, _, test_ids = load_split(args.volumes, "test", args.labels)
+    train_set = pooled(load_split(args.volumes, "train", args.labels), cfg.pool)
+    valid_set = pooled(load_split(args.volumes, "valid", args.labels), cfg.pool)
+    test_volumes, _, test_ids = pooled(load_split(args.volumes, "test", args.labels), cfg.pool)
     truth, rows = load_ground_truth(args.ground_truth, test_ids, CTRATE_LABELS)
     model, history = train(cfg, train_set, valid_set)
     threshold, valid_micro = best_threshold(predict(model, valid_set[0]), valid_set[1])
@@ -214,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ground-truth", required=True, help="ground-truth labels of test")
     parser.add_argument("--epochs", type=int, default=CeilingConfig.epochs)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--pool",
+        type=int,
+        default=CeilingConfig.pool,
+        help="average-pool the volumes by this factor per axis first (a coarser, faster reader)",
+    )
     parser.add_argument("--out-json", type=Path, default=None)
     args = parser.parse_args(argv)
     setup_logging()
