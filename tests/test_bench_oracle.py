@@ -41,3 +41,23 @@ def test_oracle_learns_retrieval_and_the_shuffled_control_does_not():
     shuffled = (train[0][torch.randperm(200, generator=generator)], train[1])
     control = train_oracle(shuffled, valid, section(), steps=200, eval_every=200)[-1]
     assert control["retrieval_top1"] <= 0.2
+
+
+def test_finding_table_has_one_column_per_finding_side_and_device(tmp_path):
+    from ctrg.bench.stage1_oracle import read_labels
+
+    path = tmp_path / "findings.csv"
+    path.write_text(
+        "case_id,label,structure,side,location\n"
+        "a,Lung nodule,lung,left,\n"
+        "a,Medical material,others,left,pacemaker\n"
+        "b,Lung nodule,lung,right,\n"
+        "b,Lung nodule,lung,right,\n"
+    )
+    table = read_labels(None, str(path), ["a", "b", "c"])
+    assert list(table.columns) == [
+        "Lung nodule|left|",
+        "Lung nodule|right|",
+        "Medical material|left|pacemaker",
+    ]
+    assert table.to_numpy().tolist() == [[1, 0, 1], [0, 1, 0], [0, 0, 0]]

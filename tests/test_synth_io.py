@@ -15,6 +15,7 @@ from ctrg.anatomy import CHEST_STRUCTURES, CTRATE_LABELS
 from ctrg.config import load_stage_config
 from ctrg.data.phantom_case import generate_case
 from ctrg.data.phantom_io import nifti_bytes, stored_affine, to_stored
+from ctrg.data.phantom_v2_findings import FINDING_VALUES
 from ctrg.data.synth import generate_dataset
 from ctrg.data.synth_cli import main
 
@@ -77,6 +78,8 @@ def test_cli_writes_the_contract_layout(cli_run):
             for k in CTRATE_LABELS
             if labels.set_index("case_id").loc[row.case_id, k]
         }
+        own = findings[(findings.case_id == row.case_id) & (findings.ctrate == 0)]
+        positive |= {FINDING_VALUES[name] for name in own.label}  # 19.. (phantom v2)
         assert set(np.unique(np.asarray(finding_map.dataobj))) - {0} == positive
         assert row.report == " ".join(sentences[sentences.case_id == row.case_id].sentence)
     assert (cli_run / "preview" / "phantom_0000.png").stat().st_size > 10_000

@@ -20,6 +20,7 @@ N_CASES = 14
 def tiny_settings(**changes) -> dict:
     synth = load_stage_config(None, "synth")["synth"]
     synth.update(shape=[32, 32, 32], vary_slices=False, normal_fraction=0.1, version=1)
+    synth["position_jitter_mm"] = 20.0  # the version-1 default
     synth["prevalence"] = {label: 0.45 for label in CTRATE_LABELS}
     synth.update(changes)
     return synth

@@ -86,12 +86,30 @@ class LabelOracle(nn.Module):
         return F.normalize(self.text_proj(features.float()), dim=-1)
 
 
+def finding_table(findings_csv: str) -> pd.DataFrame:
+    """0/1 table (case_id index) with one column per finding, side and device kind of a
+    phantom ``findings.csv``: everything the templated phantom reports name. Cases without
+    a row get zeros only if they appear in another table; callers join on ``case_id``."""
+    rows = pd.read_csv(findings_csv, dtype={"case_id": str}, keep_default_na=False)
+    kind = rows["location"].where(rows["label"] == "Medical material", "")
+    keys = rows["label"] + "|" + rows["side"] + "|" + kind
+    return pd.crosstab(rows["case_id"], keys).clip(upper=1)
+
+
+def read_labels(labels_csv: str | None, findings_csv: str | None, cases: list[str]) -> pd.DataFrame:
+    """The oracle's input table over ``cases``: a labels CSV, or a phantom findings table."""
+    if findings_csv:
+        return finding_table(findings_csv).reindex(cases, fill_value=0)
+    if not labels_csv:
+        raise ValueError("give --labels or --findings")
+    return pd.read_csv(labels_csv, dtype={"case_id": str}).set_index("case_id")
+
+
 def split_arrays(
-    manifest: str, labels_csv: str, cache: Any, split: str
+    manifest: str, labels: pd.DataFrame, cache: Any, split: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Label vectors (N, L) and frozen text features (N, S, H) of one split's cases."""
     frame = read_volume_manifest(manifest, split)
-    labels = pd.read_csv(labels_csv, dtype={"case_id": str}).set_index("case_id")
     index = cache.index
     ids = [c for c in frame["case_id"] if c in index and c in labels.index]
     if len(ids) < 2:
@@ -154,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ctrg bench stage1-oracle", description=__doc__)
     parser.add_argument("--volumes", required=True, help="results/volumes/manifest.csv")
     parser.add_argument("--text-cache", required=True, help="embeddings.safetensors")
-    parser.add_argument("--labels", required=True, help="labels CSV (case_id + label columns)")
+    parser.add_argument("--labels", default=None, help="labels CSV (case_id + label columns)")
+    parser.add_argument(
+        "--findings",
+        default=None,
+        help="instead of --labels: a phantom findings.csv (one input per finding and side)",
+    )
     parser.add_argument("--config", default=None, help="resolved stage1.json (default: schema)")
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--eval-every", type=int, default=300)
@@ -167,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     section = load_stage_config(args.config, "stage1")["stage1"]
     data = section["data"]
     cache = load_text_cache(args.text_cache)
-    train = split_arrays(args.volumes, args.labels, cache, data["train_split"])
-    valid = split_arrays(args.volumes, args.labels, cache, data["valid_split"])
+    labels = read_labels(args.labels, args.findings, list(cache.case_ids))
+    train = split_arrays(args.volumes, labels, cache, data["train_split"])
+    valid = split_arrays(args.volumes, labels, cache, data["valid_split"])
     if args.shuffle_labels:
         generator = torch.Generator().manual_seed(args.seed)
         train = (train[0][torch.randperm(len(train[0]), generator=generator)], train[1])
@@ -179,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_cases": len(train[0]),
         "valid_cases": len(valid[0]),
         "shuffle_labels": args.shuffle_labels,
-        "labels": args.labels,
+        "labels": args.labels or args.findings,
+        "inputs": int(train[0].shape[1]),
         "curve": curve,
     }
     atomic_write_json(args.out_json, result)

@@ -9,7 +9,8 @@ Output folder (paths in CSVs are relative to it)::
     cases.csv                per-case geometry: shape, spacing, slice order, noise, sex
     volumes/<case>.nii.gz    int16 HU  (or volumes/<case>/slice_*.dcm with format=dicom)
     structures/<case>.nii.gz uint8 structure map (CHEST_STRUCTURES index + 1)
-    findings/<case>.nii.gz   uint8 finding map (CTRATE_LABELS index + 1)
+    findings/<case>.nii.gz   uint8 finding map (CTRATE_LABELS index + 1; v2 structure
+                             findings 19.., phantom_v2_findings.FINDING_VALUES)
     preview/<case>.png       optional three-plane view with the report
     resolved_config.json, summary.json
 """
