@@ -51,7 +51,7 @@ class CeilingConfig:
     shift: int = 2  # voxels of random circular shift per axis (training only)
     pos_weight_cap: float = 10.0
     seed: int = 0
-    pool: int = 1  # average-pool the volumes by this factor per axis first (1 = full grid)
+    pool: int = 1  # average-pool the volumes in-plane (H, W) by this factor first (1 = full grid)
 
 
 def _block(cin: int, cout: int) -> nn.Module:
@@ -102,10 +102,10 @@ def load_split(manifest: str, split: str, labels: str) -> tuple[torch.Tensor, to
 
 
 def pooled(split: tuple, factor: int) -> tuple:
-    """The split with its volumes (N, 1, D, H, W) average-pooled by ``factor`` per axis."""
+    """The split with its volumes (N, 1, D, H, W) average-pooled in-plane by ``factor``."""
     if factor == 1:
         return split
-    return (F.avg_pool3d(split[0], factor), *split[1:])
+    return (F.avg_pool3d(split[0], (1, factor, factor)), *split[1:])
 
 
 @torch.no_grad()
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pool",
         type=int,
         default=CeilingConfig.pool,
-        help="average-pool the volumes by this factor per axis first (a coarser, faster reader)",
+        help="average-pool the volumes in-plane by this factor first (a coarser, faster reader)",
     )
     parser.add_argument("--out-json", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -82,14 +82,14 @@ def _attributes(label: str, rng: np.random.Generator) -> dict[str, Any]:
     if label in ("Mosaic attenuation pattern", "Interlobular septal thickening"):
         side = "bilateral"
     size = {
-        "Lung nodule": (24.0, 32.0),
-        "Lung opacity": (60.0, 80.0),
-        "Consolidation": (60.0, 80.0),
-        "Atelectasis": (60.0, 80.0),
+        "Lung nodule": (30.0, 38.0),
+        "Lung opacity": (70.0, 90.0),
+        "Consolidation": (70.0, 90.0),
+        "Atelectasis": (70.0, 90.0),
         "Pleural effusion": (30.0, 45.0),
         "Pericardial effusion": (16.0, 24.0),
         "Hiatal hernia": (60.0, 75.0),
-        "Lymphadenopathy": (22.0, 30.0),
+        "Lymphadenopathy": (32.0, 40.0),
         "Sclerotic bone lesion": (24.0, 30.0),
         "Breast mass": (34.0, 44.0),
         "Hepatic cyst": (45.0, 60.0),

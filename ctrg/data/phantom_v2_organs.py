@@ -50,17 +50,17 @@ def paint_pericardial_effusion(
 
 
 def paint_coronary(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """Chains of four calcified plaques (1000 HU) along all three coronary courses."""
+    """Chains of five calcified plaques (1200 HU, 14 mm) along all three coronary courses."""
     centre, radii = anat.heart_geometry()
     record = np.zeros(canvas.grid.shape, dtype=bool)
     for course in CORONARY_COURSES.values():
         base = np.array(course)
-        for _ in range(4):
+        for _ in range(5):
             direction = base + rng.normal(0, 0.18, 3)
             direction /= np.linalg.norm(direction)
             point = np.asarray(centre) + direction * (np.asarray(radii) + 3.0)
             mask = ellipsoid(
-                canvas, point, (5.5,) * 3, 1000.0, LABEL["heart"], FINDING_VALUES[f.label]
+                canvas, point, (7.0,) * 3, 1200.0, LABEL["heart"], FINDING_VALUES[f.label]
             )
             if mask is not None:
                 record |= mask
@@ -70,10 +70,10 @@ def paint_coronary(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gen
 def paint_aortic_calcification(
     canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
 ) -> None:
-    """Fourteen calcified plaques (1000 HU) on the wall of the arch and descending aorta."""
+    """Twenty calcified plaques (1200 HU) on the wall of the arch and descending aorta."""
     points, radius = anat.paths["aorta"]
     record = np.zeros(canvas.grid.shape, dtype=bool)
-    for _ in range(14):
+    for _ in range(20):
         seg = int(rng.integers(1, 4))
         axis = points[seg + 1] - points[seg]
         axis_point = points[seg] + float(rng.uniform(0, 1)) * axis
@@ -83,8 +83,8 @@ def paint_aortic_calcification(
         mask = ellipsoid(
             canvas,
             spot,
-            (7.0, 5.0, 5.0),
-            1000.0,
+            (9.0, 6.5, 6.5),
+            1200.0,
             None,
             FINDING_VALUES[f.label],
             within=canvas.structures == LABEL["heart"],

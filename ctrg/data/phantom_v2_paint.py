@@ -59,21 +59,21 @@ def _zone_blob(
 
 
 def paint_nodule(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """A round solid nodule (soft tissue) of diameter ``f.size_mm`` in the upper lobe."""
+    """A round solid nodule (+60 HU) of diameter ``f.size_mm`` in the upper lobe."""
     radius = f.size_mm / 2.0
     centre = lobe_point(canvas, anat, f.side, "upper lobe", radius, rng)
     if centre is not None:
         mask = ellipsoid(
-            canvas, centre, (radius,) * 3, 45.0, None, FINDING_VALUES[f.label], lung_mask(canvas)
+            canvas, centre, (radius,) * 3, 60.0, None, FINDING_VALUES[f.label], lung_mask(canvas)
         )
         _record(f, mask)
 
 
 def paint_opacity(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """A large ground-glass blob (about -480 HU) of the mid zone."""
+    """A large ground-glass blob (about -400 HU) of the mid zone."""
     blob = _zone_blob(canvas, anat, f, rng, "middle lobe" if f.side == "right" else "upper lobe")
     if blob is not None:
-        canvas.paint(FULL, blob, -480.0, None, FINDING_VALUES[f.label])
+        canvas.paint(FULL, blob, -400.0, None, FINDING_VALUES[f.label])
     _record(f, blob)
 
 
@@ -98,7 +98,7 @@ def paint_atelectasis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.
     centre = lobe_point(canvas, anat, f.side, lobe, 12.0, rng)
     if centre is None:
         return
-    radii = (9.0, f.size_mm / 2.0, f.size_mm / 2.0)
+    radii = (12.0, f.size_mm / 2.0, f.size_mm / 2.0)
     lungs = lung_mask(canvas) & _side_mask(canvas, anat, f.side)
     mask = ellipsoid(canvas, centre, radii, HU["soft"] - 5.0, None, FINDING_VALUES[f.label], lungs)
     _record(f, mask)
@@ -127,13 +127,13 @@ def paint_emphysema(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Ge
 
 
 def paint_mosaic(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """Coarse geographic mosaic of the mid zone: lobules of air trapping (-960) beside dense lung (-700)."""
+    """Coarse geographic mosaic of the mid zone: lobules of air trapping (-975) beside dense lung (-650)."""
     grid = canvas.grid
     lungs = lung_mask(canvas) & (canvas.hu < -500)
     height = _height(canvas, anat)
     zone = lungs & (height > 0.3) & (height < 0.65)
     pattern = smooth_field(rng, grid.shape, tuple(max(3, n // 5) for n in grid.shape))
-    hu = np.where(pattern > 0.0, -965.0, -690.0).astype(np.float32)
+    hu = np.where(pattern > 0.0, -975.0, -650.0).astype(np.float32)
     canvas.paint(FULL, zone, hu, None, FINDING_VALUES[f.label])
     _record(f, zone)
 
@@ -151,7 +151,7 @@ def paint_septal(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gener
 
 
 def paint_fibrosis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """Five thick linear bands per side radiating from the apex of the upper lobe."""
+    """Six thick linear bands per side radiating from the apex of the upper lobe."""
     lungs = lung_mask(canvas)
     record = np.zeros(canvas.grid.shape, dtype=bool)
     for side in _sides(f.side):
@@ -159,28 +159,28 @@ def paint_fibrosis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gen
         if start is None:
             continue
         start[0] = max(start[0], anat.z_apex - 0.35 * (anat.z_apex - anat.z_dome_l))
-        for _ in range(5):
+        for _ in range(6):
             direction = rng.normal(0, 1, 3)
             direction[0] = -abs(direction[0])
             end = start + direction / np.linalg.norm(direction) * 55.0 * anat.s
-            tube(canvas, [start, end], 6.0, -20.0, None, FINDING_VALUES[f.label], lungs, record)
+            tube(canvas, [start, end], 7.5, -20.0, None, FINDING_VALUES[f.label], lungs, record)
     _record(f, record)
 
 
 def paint_bronchiectasis(
     canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
 ) -> None:
-    """Four dilated thick-walled bronchi (lumen 6-8 mm radius) in the lower lobe."""
+    """Five dilated thick-walled bronchi (lumen 6-8 mm radius) in the lower lobe."""
     lungs = lung_mask(canvas)
     record = np.zeros(canvas.grid.shape, dtype=bool)
     points, _ = anat.paths[f"{f.side}_lower"]
     hilum, tip = points
-    for _ in range(4):
+    for _ in range(5):
         end = tip + rng.normal(0, 16.0, 3) * anat.s
         start = hilum + (tip - hilum) * 0.2
         r = float(rng.uniform(6.0, 8.0))
         tube(
-            canvas, [start, end], r + 4.0, HU["soft"], None, FINDING_VALUES[f.label], lungs, record
+            canvas, [start, end], r + 5.0, HU["soft"], None, FINDING_VALUES[f.label], lungs, record
         )
         tube(canvas, [start, end], r, HU["air"], None, None, within=record)
     _record(f, record)
