@@ -145,17 +145,23 @@ def paint_atelectasis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.
     f.n_voxels = int(band.sum())
 
 
-def paint_effusion(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """Dependent pleural fluid: thickest at the base, tapering upwards; becomes pleura."""
+def dependent_fluid(
+    canvas: Canvas, anat: Anatomy, side: str, depth_mm: float, height: float
+) -> np.ndarray:
+    """Pleural-space voxels of a dependent effusion ``depth_mm`` deep at the base, tapering
+    to nothing ``height`` mm above the diaphragm; bool ``(D, H, W)``."""
     grid = canvas.grid
     zd = anat.diaphragm_z(grid)
     space = (lung_mask(canvas) | (canvas.structures == LABEL["pleura"])) & anat.masks["thorax"]
-    space &= _side_mask(canvas, anat, f.side) & ~anat.masks["mediastinum"]
-    height = (2.5 * f.size_mm + 40.0) * anat.k
+    space &= _side_mask(canvas, anat, side) & ~anat.masks["mediastinum"]
     taper = np.clip(1.0 - (grid.z - zd) / height, 0.0, 1.0)  # (D, H, W)
-    depth_mm = f.size_mm * np.sqrt(taper).max(axis=1, keepdims=True)
-    depth = np.round(depth_mm / grid.spacing[1]).astype(int)
-    fluid = _posterior_band(space, depth) & (grid.z < zd + height)
+    depth = np.round(depth_mm * np.sqrt(taper).max(axis=1, keepdims=True) / grid.spacing[1])
+    return _posterior_band(space, depth.astype(int)) & (grid.z < zd + height)
+
+
+def paint_effusion(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
+    """Dependent pleural fluid: thickest at the base, tapering upwards; becomes pleura."""
+    fluid = dependent_fluid(canvas, anat, f.side, f.size_mm, (2.5 * f.size_mm + 40.0) * anat.k)
     canvas.paint(FULL, fluid, HU["fluid"], LABEL["pleura"], value(f.label))
     f.n_voxels = int(fluid.sum())
 

@@ -16,7 +16,7 @@ import numpy as np
 from ctrg.data.phantom_anatomy import HU, LABEL, Anatomy
 from ctrg.data.phantom_findings import Finding
 from ctrg.data.phantom_grid import FULL, Canvas, ellipsoid, smooth_field, tube
-from ctrg.data.phantom_lung_findings import _posterior_band, _side_mask, lobe_point, lung_mask
+from ctrg.data.phantom_lung_findings import _side_mask, dependent_fluid, lobe_point, lung_mask
 from ctrg.data.phantom_v2_findings import FINDING_VALUES
 
 Painter = Callable[[Canvas, Anatomy, Finding, np.random.Generator], None]
@@ -106,14 +106,7 @@ def paint_atelectasis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.
 
 def paint_effusion(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
     """Dependent pleural fluid ``f.size_mm`` deep at the base, tapering upwards."""
-    grid = canvas.grid
-    zd = anat.diaphragm_z(grid)
-    space = (lung_mask(canvas) | (canvas.structures == LABEL["pleura"])) & anat.masks["thorax"]
-    space &= _side_mask(canvas, anat, f.side) & ~anat.masks["mediastinum"]
-    height = (2.0 * f.size_mm + 50.0) * anat.k
-    taper = np.clip(1.0 - (grid.z - zd) / height, 0.0, 1.0)
-    depth = np.round(f.size_mm * np.sqrt(taper).max(axis=1, keepdims=True) / grid.spacing[1])
-    fluid = _posterior_band(space, depth.astype(int)) & (grid.z < zd + height)
+    fluid = dependent_fluid(canvas, anat, f.side, f.size_mm, (2.0 * f.size_mm + 50.0) * anat.k)
     canvas.paint(FULL, fluid, HU["fluid"], LABEL["pleura"], FINDING_VALUES[f.label])
     _record(f, fluid)
 
