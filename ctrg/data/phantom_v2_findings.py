@@ -82,7 +82,7 @@ def _attributes(label: str, rng: np.random.Generator) -> dict[str, Any]:
     if label in ("Mosaic attenuation pattern", "Interlobular septal thickening"):
         side = "bilateral"
     size = {
-        "Lung nodule": (30.0, 38.0),
+        "Lung nodule": (40.0, 48.0),
         "Lung opacity": (70.0, 90.0),
         "Consolidation": (70.0, 90.0),
         "Atelectasis": (70.0, 90.0),

@@ -59,12 +59,12 @@ def _zone_blob(
 
 
 def paint_nodule(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """A round solid nodule (+60 HU) of diameter ``f.size_mm`` in the upper lobe."""
+    """A round solid nodule (+80 HU) of diameter ``f.size_mm`` in the upper lobe."""
     radius = f.size_mm / 2.0
     centre = lobe_point(canvas, anat, f.side, "upper lobe", radius, rng)
     if centre is not None:
         mask = ellipsoid(
-            canvas, centre, (radius,) * 3, 60.0, None, FINDING_VALUES[f.label], lung_mask(canvas)
+            canvas, centre, (radius,) * 3, 80.0, None, FINDING_VALUES[f.label], lung_mask(canvas)
         )
         _record(f, mask)
 
@@ -144,7 +144,7 @@ def paint_septal(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gener
 
 
 def paint_fibrosis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
-    """Six thick linear bands per side radiating from the apex of the upper lobe."""
+    """Eight thick dense linear bands per side radiating from the apex of the upper lobe."""
     lungs = lung_mask(canvas)
     record = np.zeros(canvas.grid.shape, dtype=bool)
     for side in _sides(f.side):
@@ -152,11 +152,11 @@ def paint_fibrosis(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gen
         if start is None:
             continue
         start[0] = max(start[0], anat.z_apex - 0.35 * (anat.z_apex - anat.z_dome_l))
-        for _ in range(6):
+        for _ in range(8):
             direction = rng.normal(0, 1, 3)
             direction[0] = -abs(direction[0])
             end = start + direction / np.linalg.norm(direction) * 55.0 * anat.s
-            tube(canvas, [start, end], 7.5, -20.0, None, FINDING_VALUES[f.label], lungs, record)
+            tube(canvas, [start, end], 9.0, 40.0, None, FINDING_VALUES[f.label], lungs, record)
     _record(f, record)
 
 
