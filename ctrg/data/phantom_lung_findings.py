@@ -244,10 +244,11 @@ def paint_bronchiectasis(
     f.n_voxels = int(record.sum())
 
 
-def paint_peribronchial(
-    canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
-) -> None:
-    """A soft-tissue cuff around the main and lobar bronchi (structure: trachea and bronchi)."""
+def bronchial_cuff(
+    canvas: Canvas, anat: Anatomy, thickness: float, hu: float, finding: int
+) -> np.ndarray:
+    """Paint a soft-tissue cuff ``thickness`` mm thick around the main and lobar bronchi
+    (structure: trachea and bronchi), then reopen their lumens; returns the cuff's bool mask."""
     record = np.zeros(canvas.grid.shape, dtype=bool)
     allowed = lung_mask(canvas) | (canvas.structures == LABEL["trachea and bronchi"])
     names = [n for n in anat.paths if n.split("_")[0] in ("right", "left")]
@@ -256,10 +257,10 @@ def paint_peribronchial(
         tube(
             canvas,
             points,
-            radius + 5.0 * anat.s,
-            HU["soft"] + 5.0,
+            radius + thickness,
+            hu,
             LABEL["trachea and bronchi"],
-            value(f.label),
+            finding,
             within=allowed,
             record=record,
         )
@@ -267,4 +268,12 @@ def paint_peribronchial(
         points, radius = anat.paths[name]
         lumen = radius * (1.6 if name.endswith("main") else 1.0)
         tube(canvas, points, lumen, HU["air"], None, 0, within=record)
+    return record
+
+
+def paint_peribronchial(
+    canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
+) -> None:
+    """A soft-tissue cuff around the main and lobar bronchi (structure: trachea and bronchi)."""
+    bronchial_cuff(canvas, anat, 5.0 * anat.s, HU["soft"] + 5.0, value(f.label))
     f.n_voxels = int((canvas.findings == value(f.label)).sum())

@@ -15,16 +15,13 @@ from ctrg.data.phantom_anatomy import HU, LABEL, Anatomy
 from ctrg.data.phantom_findings import STATIONS, Finding
 from ctrg.data.phantom_grid import Canvas, ellipsoid, tube
 from ctrg.data.phantom_v2_findings import FINDING_VALUES
+from ctrg.data.phantom_v2_paint import _record
 
 CORONARY_COURSES = {
     "LAD": (0.55, 0.8, -0.1),
     "RCA": (0.35, 0.3, 0.9),
     "circumflex": (0.45, -0.2, -0.85),
 }
-
-
-def _count(f: Finding, mask: np.ndarray | None) -> None:
-    f.n_voxels += int(mask.sum()) if mask is not None else 0
 
 
 def paint_pericardial_effusion(
@@ -46,7 +43,7 @@ def paint_pericardial_effusion(
     if heart is not None:
         anat.masks["heart"] = heart
     if masks[1] is not None and masks[2] is not None:
-        _count(f, masks[1] & ~masks[2])
+        _record(f, masks[1] & ~masks[2])
 
 
 def paint_coronary(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
@@ -64,7 +61,7 @@ def paint_coronary(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gen
             )
             if mask is not None:
                 record |= mask
-    _count(f, record)
+    _record(f, record)
 
 
 def paint_aortic_calcification(
@@ -91,7 +88,7 @@ def paint_aortic_calcification(
         )
         if mask is not None:
             record |= mask
-    _count(f, record)
+    _record(f, record)
 
 
 def paint_lymph_nodes(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
@@ -131,7 +128,7 @@ def paint_device(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gener
     if f.location == "pacemaker":
         path.append((hz - 0.3 * rz, hy + 0.4 * ry, hx + 0.2 * rx))
     tube(canvas, path, 3.5, 2500.0, label, value, record=record)
-    _count(f, record)
+    _record(f, record)
 
 
 def paint_bone_lesion(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
@@ -144,7 +141,7 @@ def paint_bone_lesion(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.
     mask = ellipsoid(
         canvas, centre, (r, r * 0.9, r), 1300.0, LABEL["bone"], FINDING_VALUES[f.label], allowed
     )
-    _count(f, mask)
+    _record(f, mask)
 
 
 def paint_goitre(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
@@ -162,7 +159,7 @@ def paint_goitre(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Gener
         FINDING_VALUES[f.label],
         allowed,
     )
-    _count(f, mask)
+    _record(f, mask)
 
 
 def paint_breast_mass(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
@@ -181,7 +178,7 @@ def paint_breast_mass(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.
         FINDING_VALUES[f.label],
         allowed,
     )
-    _count(f, mask)
+    _record(f, mask)
 
 
 def paint_liver_cyst(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator) -> None:
@@ -193,4 +190,4 @@ def paint_liver_cyst(canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.G
     centre = canvas.grid.to_world(idx.mean(axis=0, keepdims=True))[0]
     r = f.size_mm / 2.0
     mask = ellipsoid(canvas, centre, (r,) * 3, 0.0, None, FINDING_VALUES[f.label], liver)
-    _count(f, mask)
+    _record(f, mask)

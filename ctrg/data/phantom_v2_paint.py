@@ -16,14 +16,17 @@ import numpy as np
 from ctrg.data.phantom_anatomy import HU, LABEL, Anatomy
 from ctrg.data.phantom_findings import Finding
 from ctrg.data.phantom_grid import FULL, Canvas, ellipsoid, smooth_field, tube
-from ctrg.data.phantom_lung_findings import _side_mask, dependent_fluid, lobe_point, lung_mask
+from ctrg.data.phantom_lung_findings import (
+    _side_mask,
+    _sides,
+    bronchial_cuff,
+    dependent_fluid,
+    lobe_point,
+    lung_mask,
+)
 from ctrg.data.phantom_v2_findings import FINDING_VALUES
 
 Painter = Callable[[Canvas, Anatomy, Finding, np.random.Generator], None]
-
-
-def _sides(side: str) -> tuple[str, ...]:
-    return ("right", "left") if side == "bilateral" else (side,)
 
 
 def _record(f: Finding, mask: np.ndarray | None) -> np.ndarray:
@@ -183,15 +186,6 @@ def paint_peribronchial(
     canvas: Canvas, anat: Anatomy, f: Finding, rng: np.random.Generator
 ) -> None:
     """A thick soft-tissue cuff (8 mm) around the main and lobar bronchi."""
-    record = np.zeros(canvas.grid.shape, dtype=bool)
-    allowed = lung_mask(canvas) | (canvas.structures == LABEL["trachea and bronchi"])
-    names = [n for n in anat.paths if n.split("_")[0] in ("right", "left")]
-    value, airway = FINDING_VALUES[f.label], LABEL["trachea and bronchi"]
-    for name in names:
-        points, radius = anat.paths[name]
-        tube(canvas, points, radius + 8.0, HU["soft"], airway, value, allowed, record)
-    for name in names:
-        points, radius = anat.paths[name]
-        lumen = radius * (1.6 if name.endswith("main") else 1.0)
-        tube(canvas, points, lumen, HU["air"], None, 0, within=record)
+    value = FINDING_VALUES[f.label]
+    record = bronchial_cuff(canvas, anat, 8.0, HU["soft"], value)
     _record(f, record & (canvas.findings == value))
